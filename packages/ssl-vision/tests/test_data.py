@@ -1,0 +1,67 @@
+import pytest
+import torch
+from torchvision.io import write_png
+
+from ssl_core.errors import DataError
+from ssl_vision.data import VisionDataConfig, load_data
+from ssl_vision.data import images as images_module
+
+
+def make_folder(root, classes=("cat", "dog"), per_class=10, size=20):
+    g = torch.Generator().manual_seed(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            img = torch.randint(0, 256, (3, size, size + 4), generator=g, dtype=torch.uint8)
+            write_png(img, str(root / c / f"{i}.png"))
+
+
+def test_fashion_mnist_default():
+    if not images_module.is_idx_folder(images_module.FASHION_MNIST_DIR):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    b = load_data(VisionDataConfig())
+    assert len(b.train) == 60_000 and len(b.probe_test.labels) == 10_000
+    assert b.train[0].shape == (1, 28, 28) and b.train[0].dtype == torch.uint8
+    assert b.info.num_classes == 10 and b.info.mean[0] == pytest.approx(0.286, abs=0.01)
+    x = b.probe_test.inputs[0]
+    assert x.dtype == torch.float32 and x.shape == (1, 28, 28)
+
+
+def test_falls_back_to_digits_with_a_message(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(images_module, "FASHION_MNIST_DIR", tmp_path / "absent")
+    b = load_data(VisionDataConfig())
+    assert "using scikit-learn's digits" in capsys.readouterr().err
+    assert len(b.train) + len(b.probe_test.labels) == 1797 and b.info.image_size == 28
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load_data(VisionDataConfig(name="fashion_mnist"))
+
+
+def test_labelled_image_folder(tmp_path):
+    make_folder(tmp_path)
+    b = load_data(VisionDataConfig(path=str(tmp_path), image_size=16, test_fraction=0.2))
+    assert len(b.train) == 16 and len(b.probe_test.labels) == 4
+    assert b.train[0].shape == (3, 16, 16)
+    assert sorted(b.probe_test.labels.tolist()) == [0, 0, 1, 1]
+    assert b.info.num_classes == 2 and b.info.channels == 3
+
+
+def test_unlabelled_image_folder_and_grayscale(tmp_path):
+    make_folder(tmp_path, classes=("only",))
+    b = load_data(VisionDataConfig(path=str(tmp_path / "only"), image_size=12, channels=1))
+    assert b.probe_train is None and len(b.train) == 10 and b.train[3].shape == (1, 12, 12)
+
+
+def test_bad_folders_name_the_problem(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_data(VisionDataConfig(path=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="no images found"):
+        load_data(VisionDataConfig(path=str(tmp_path / "empty")))
+    with pytest.raises(DataError, match="got the file"):
+        load_data(VisionDataConfig(path=str(tmp_path / "empty" / "notes.txt")))
+    make_folder(tmp_path / "broken", classes=("a", "b"), per_class=3)
+    (tmp_path / "broken" / "a" / "0.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*0.png"):
+        b = load_data(VisionDataConfig(path=str(tmp_path / "broken")))
+        [b.train[i] for i in range(len(b.train))]

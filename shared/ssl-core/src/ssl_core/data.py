@@ -1,0 +1,55 @@
+"""Data as the core sees it: raw samples to pretrain on, labelled splits to probe with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class LabeledSplit:
+    """Inputs (as :meth:`Method.embed` takes them once collated) with one integer label each.
+
+    Shapes:
+        - labels: ``(N,)`` integers in ``[0, num_classes)``
+    """
+
+    inputs: Sequence[Any] | Dataset
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.labels):
+            raise ValueError(f"{len(self.inputs)} inputs but {len(self.labels)} labels")
+
+
+def flatten_features(batch: torch.Tensor) -> torch.Tensor:
+    """The raw-input baseline of the probes: each input flattened to a vector."""
+    return batch.flatten(1).float()
+
+
+@dataclass
+class DataBundle:
+    """A loaded data set, ready for pretraining and probing.
+
+    Args:
+        train: raw samples for pretraining (the method's pretext turns each into views/masks/targets).
+        info: what models need to know about the inputs (channels, size, vocabulary ...); modality-defined.
+        description: one line shown at the start of a run.
+        probe_train: labelled inputs the probes fit on (``None`` when the data has no labels).
+        probe_test: labelled inputs the probes are scored on.
+        collate_fn: how to batch probe inputs (``None``: torch's default).
+        raw_features: maps a batch of probe inputs to the "raw input" baseline features
+            (``None``: no such baseline for this modality).
+    """
+
+    train: Sequence[Any] | Dataset
+    info: Any
+    description: str
+    probe_train: LabeledSplit | None = None
+    probe_test: LabeledSplit | None = None
+    collate_fn: Callable | None = None
+    raw_features: Callable[[Any], torch.Tensor] | None = flatten_features

@@ -1,0 +1,18 @@
+"""Probes on frozen embeddings: kNN, linear, and the probe table of a run."""
+
+from ssl_core.eval.config import ProbeConfig
+from ssl_core.eval.embed import embed_inputs, format_table, probe_table, stratified_subset
+from ssl_core.eval.knn import knn_accuracy, knn_predict
+from ssl_core.eval.linear import LinearProbeResult, linear_probe
+
+__all__ = [
+    "LinearProbeResult",
+    "ProbeConfig",
+    "embed_inputs",
+    "format_table",
+    "knn_accuracy",
+    "knn_predict",
+    "linear_probe",
+    "probe_table",
+    "stratified_subset",
+]

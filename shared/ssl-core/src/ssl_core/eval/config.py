@@ -1,0 +1,41 @@
+"""Probe settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ssl_core.errors import ConfigError
+
+
+@dataclass
+class ProbeConfig:
+    """How a run's representation is scored after pretraining (``--set probe.<name>=<value>``).
+
+    Args:
+        enabled: run the probes at the end of ``selfsup pretrain``.
+        k: neighbours of the kNN probe (20 as in DINO and lightly).
+        knn_temperature: vote temperature of the kNN probe (0.07).
+        linear: also fit the linear probe.
+        train_size: labelled training samples the probes use: a class-stratified random subset of this
+            size, drawn with ``seed`` (``None``: all). The test split is always used whole.
+        batch_size: samples per batch when embedding.
+        seed: seeds the subset and the linear probe's held-out split.
+    """
+
+    enabled: bool = True
+    k: int = 20
+    knn_temperature: float = 0.07
+    linear: bool = True
+    train_size: int | None = None
+    batch_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"probe.k must be positive, got {self.k}")
+        if self.knn_temperature <= 0:
+            raise ConfigError(f"probe.knn_temperature must be positive, got {self.knn_temperature}")
+        if self.train_size is not None and self.train_size < 2:
+            raise ConfigError(f"probe.train_size must be at least 2, got {self.train_size}")
+        if self.batch_size < 1:
+            raise ConfigError(f"probe.batch_size must be positive, got {self.batch_size}")

@@ -1,0 +1,109 @@
+"""Embedding data sets with a frozen model, and the probe table of a run."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from ssl_core.eval.config import ProbeConfig
+from ssl_core.eval.knn import knn_accuracy
+from ssl_core.eval.linear import linear_probe
+from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.train.data import to_device
+
+
+@torch.no_grad()
+def embed_inputs(
+    fn: Callable[[Any], torch.Tensor],
+    inputs,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    collate_fn: Callable | None = None,
+    desc: str | None = None,
+) -> torch.Tensor:
+    """Apply ``fn`` (e.g. ``method.embed``) to ``inputs`` in batches; returns CPU float embeddings.
+
+    Shapes:
+        - output: ``(len(inputs), D)``
+    """
+    loader = DataLoader(inputs, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    out = []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=desc is None, file=sys.stderr, mininterval=2.0):
+        out.append(fn(to_device(batch, torch.device(device))).float().cpu())
+    return torch.cat(out)
+
+
+def stratified_subset(split: LabeledSplit, size: int | None, seed: int = 0) -> LabeledSplit:
+    """A class-stratified random subset of ``size`` samples (the whole split when ``size`` is ``None``
+    or not smaller than it)."""
+    n = len(split.labels)
+    if size is None or size >= n:
+        return split
+    g = torch.Generator().manual_seed(seed)
+    labels = split.labels.long()
+    picked = []
+    classes, counts = labels.unique(return_counts=True)
+    quota = (counts.double() * size / n).floor().long()
+    # hand the rounding remainder to the classes with the largest fractional parts
+    rest = size - int(quota.sum())
+    frac = counts.double() * size / n - quota
+    quota[frac.argsort(descending=True)[:rest]] += 1
+    for c, q in zip(classes, quota):
+        idx = (labels == c).nonzero().squeeze(1)
+        picked.append(idx[torch.randperm(len(idx), generator=g)[: int(q)]])
+    keep = torch.cat(picked).sort().values
+    return LabeledSplit(Subset(split.inputs, keep.tolist()), labels[keep])
+
+
+def probe_table(
+    bundle: DataBundle,
+    embedders: Mapping[str, Callable[[Any], torch.Tensor]],
+    config: ProbeConfig,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Score each embedding function (and the raw input, when the modality defines it) with the probes.
+
+    Args:
+        bundle: the data; its ``probe_train`` / ``probe_test`` splits are used.
+        embedders: row name -> function from a batch of inputs to embeddings, e.g.
+            ``{"pretrained": method.embed, "random_init": untrained.embed}``.
+        config: probe settings (``train_size`` selects a stratified subset of ``probe_train``).
+        device: where the embedders compute.
+
+    Returns:
+        ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions; rows in the order
+        of ``embedders`` followed by ``"raw_input"``.
+    """
+    if bundle.probe_train is None or bundle.probe_test is None:
+        raise ValueError("the data has no labels to probe with")
+    train = stratified_subset(bundle.probe_train, config.train_size, config.seed)
+    test = bundle.probe_test
+    rows = dict(embedders)
+    if bundle.raw_features is not None:
+        rows["raw_input"] = bundle.raw_features
+    table = {}
+    for name, fn in rows.items():
+        dev = "cpu" if name == "raw_input" else device
+        kw = dict(batch_size=config.batch_size, device=dev, collate_fn=bundle.collate_fn)
+        e_train = embed_inputs(fn, train.inputs, desc=f"embed {name} (train)", **kw)
+        e_test = embed_inputs(fn, test.inputs, desc=f"embed {name} (test)", **kw)
+        row = {"knn_top1": knn_accuracy(e_train, train.labels, e_test, test.labels, config.k, config.knn_temperature)}
+        if config.linear:
+            row["linear_top1"] = linear_probe(e_train, train.labels, e_test, test.labels, seed=config.seed).top1
+        table[name] = row
+    return table
+
+
+def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
+    """The probe table as aligned text, accuracies in percent."""
+    cols = ["knn_top1", "linear_top1"]
+    lines = [f"{'':<14}{'kNN top-1':>12}{'linear top-1':>14}"]
+    for name, row in table.items():
+        cells = [f"{100 * row[c]:.2f}%" if c in row else "-" for c in cols]
+        lines.append(f"{name:<14}{cells[0]:>12}{cells[1]:>14}")
+    return "\n".join(lines)

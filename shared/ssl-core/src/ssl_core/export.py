@@ -1,0 +1,103 @@
+"""Export a pretrained backbone as safetensors + JSON, and load it back with one call.
+
+An export folder holds ``backbone.safetensors`` (the weights) and ``config.json``::
+
+    {"format": "selfsup-backbone", "version": 1, "modality": "vision", "name": "resnet",
+     "config": {...}, "embed_dim": 256, "input": {...}, "recipe": "vision/simclr", "source": {...}}
+
+``load_backbone(folder)`` rebuilds the module through the modality's ``backbones`` registry; nothing
+is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, load_model, save_model
+from torch import nn
+
+from ssl_core.errors import CheckpointError
+from ssl_core.registry import get_modality
+from ssl_core.train.checkpoint import latest_checkpoint
+
+WEIGHTS = "backbone.safetensors"
+CONFIG = "config.json"
+FORMAT = "selfsup-backbone"
+
+
+def _build(cfg: dict) -> nn.Module:
+    modality = get_modality(cfg["modality"])
+    if cfg["name"] not in modality.backbones:
+        raise CheckpointError(f"modality {cfg['modality']} has no backbone named {cfg['name']!r}")
+    return modality.backbones[cfg["name"]](cfg["config"])
+
+
+def export_backbone(run_dir: str | os.PathLike, out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
+    """Write the backbone of a run's checkpoint (default: the latest) to ``out_dir``.
+
+    Args:
+        run_dir: a run folder made by ``selfsup pretrain``.
+        out_dir: the export folder (created; existing export files in it are replaced atomically).
+        checkpoint: a checkpoint folder of the run.
+
+    Returns:
+        ``out_dir``.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    spec_path = run_dir / "backbone.json"
+    if not spec_path.is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder: backbone.json is missing")
+    spec = json.loads(spec_path.read_text())
+    ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint to export")
+    state = load_file(str(ckpt / "model.safetensors"))
+    weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    backbone = _build(spec)
+    try:
+        backbone.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"the backbone weights of {ckpt} do not match its backbone.json: {str(e).splitlines()[0]}") from None
+    cfg = {
+        "format": FORMAT,
+        "version": 1,
+        **spec,
+        "source": {"run": str(run_dir), "checkpoint": ckpt.name, "step": int(ckpt.name.split("_")[-1])},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_w, tmp_c = out_dir / (WEIGHTS + ".tmp"), out_dir / (CONFIG + ".tmp")
+    save_model(backbone, str(tmp_w))
+    tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
+    os.replace(tmp_w, out_dir / WEIGHTS)
+    os.replace(tmp_c, out_dir / CONFIG)
+    return out_dir
+
+
+def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Load an exported backbone in evaluation mode.
+
+    Args:
+        path: a folder written by :func:`export_backbone` (``selfsup export``).
+        device: where to put the module.
+
+    Example::
+
+        backbone = ssl_core.load_backbone("exports/simclr")
+        emb = backbone(images)  # (B, embed_dim)
+    """
+    path = Path(path)
+    try:
+        cfg = json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a selfsup export ({CONFIG}: {e})") from None
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{path / CONFIG} is not a selfsup backbone export")
+    module = _build(cfg)
+    try:
+        load_model(module, str(path / WEIGHTS), strict=True, device=str(device))
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(f"cannot load {path / WEIGHTS}: {str(e).splitlines()[0]}") from None
+    return module.to(device).eval()

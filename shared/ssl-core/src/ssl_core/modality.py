@@ -1,0 +1,76 @@
+"""What a modality package gives the core: its data, its recipes (methods) and its backbones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ssl_core.data import DataBundle, LabeledSplit, flatten_features
+from ssl_core.eval.config import ProbeConfig
+from ssl_core.method import Method
+from ssl_core.train.config import TrainConfig
+
+# DataBundle, LabeledSplit and flatten_features are re-exported for modality packages.
+__all__ = ["DataBundle", "LabeledSplit", "Modality", "Recipe", "flatten_features"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method with its default settings, as ``selfsup pretrain <modality>/<name>`` runs it.
+
+    Args:
+        name: the method's name on the command line (``simclr``).
+        method: the :class:`Method` subclass, constructed as ``method(config, data_info)``.
+        config: the method's default configuration (a dataclass instance).
+        summary: one line for ``selfsup list``.
+        paper: the reference (authors, year, title).
+        train: default training settings, chosen so that the default run fits its stated budget.
+        data: default data configuration (``None``: the modality's).
+        probe: default probe settings.
+    """
+
+    name: str
+    method: type[Method]
+    config: Any
+    summary: str
+    paper: str = ""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: Any = None
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A modality package, as registered under the ``ssl_core.modalities`` entry-point group.
+
+    Args:
+        name: the prefix on the command line (``vision``).
+        summary: one line for ``selfsup list``.
+        data_config: the default data configuration, a dataclass instance with a ``path`` field that
+            ``--data PATH`` sets (``None`` in ``path`` means the embedded default data set).
+        load_data: ``data_config -> DataBundle``.
+        recipes: the methods that work, by name.
+        backbones: ``name -> builder(config dict) -> nn.Module``, used to load exported backbones.
+        datasets: names and one-line descriptions of the data it can load, for ``selfsup list``.
+    """
+
+    name: str
+    summary: str
+    data_config: Any
+    load_data: Callable[[Any], DataBundle]
+    recipes: Mapping[str, Recipe]
+    backbones: Mapping[str, Callable[[dict[str, Any]], nn.Module]]
+    datasets: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def recipe_map(*recipes: Recipe) -> dict[str, Recipe]:
+        """Index recipes by name, refusing duplicates."""
+        out: dict[str, Recipe] = {}
+        for r in recipes:
+            if r.name in out:
+                raise ValueError(f"two recipes named {r.name!r}")
+            out[r.name] = r
+        return out

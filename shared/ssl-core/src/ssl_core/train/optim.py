@@ -1,0 +1,90 @@
+"""Optimizers: AdamW and SGD from torch, LARS written here, and the usual parameter groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssl_core.train.config import TrainConfig
+
+
+class LARS(torch.optim.Optimizer):
+    r"""Layer-wise Adaptive Rate Scaling (You et al., 2017), as used by SimCLR, BYOL and Barlow Twins.
+
+    For every parameter of a group with ``lars_adapt=True``:
+
+    .. math::
+        g \leftarrow g + \lambda w, \qquad
+        g \leftarrow \eta \frac{\lVert w \rVert}{\lVert g \rVert} g \ \ (\text{if both norms} > 0), \qquad
+        m \leftarrow \mu m + g, \qquad w \leftarrow w - \text{lr}\, m
+
+    Groups with ``lars_adapt=False`` (biases and normalisation parameters, by convention) take plain SGD
+    with momentum and no weight decay.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate.
+        momentum: :math:`\mu`.
+        weight_decay: :math:`\lambda`.
+        eta: trust coefficient :math:`\eta` (0.001 in the paper).
+    """
+
+    def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
+        if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
+            raise ValueError("LARS needs lr, momentum, weight_decay >= 0 and eta > 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_adapt=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["lars_adapt"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+                    one = torch.ones_like(w_norm)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, one)
+                    g = g.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(g)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Split parameters into those that take weight decay (weights of ``ndim >= 2``) and the rest.
+
+    Biases and normalisation scales/offsets take neither weight decay nor LARS adaptation, following
+    SimCLR, BYOL and MAE. The groups carry ``apply_weight_decay`` so the trainer's weight-decay schedule
+    knows which to update.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "apply_weight_decay": True, "lars_adapt": True}]
+    if no_decay:
+        groups.append({"params": no_decay, "apply_weight_decay": False, "lars_adapt": False, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer`` over :func:`param_groups` of ``model``.
+
+    The learning rate and weight decay set here are overwritten every step by the trainer's schedules.
+    """
+    groups = param_groups(model)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.peak_lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.peak_lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return LARS(groups, lr=config.peak_lr, momentum=config.momentum, weight_decay=config.weight_decay, eta=config.lars_eta)

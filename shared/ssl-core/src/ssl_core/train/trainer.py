@@ -1,0 +1,404 @@
+"""The training loop, written once for every method of every modality."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ssl_core import distributed as D
+from ssl_core.errors import CheckpointError, DataError, SelfsupError
+from ssl_core.method import Method
+from ssl_core.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    optimizer_state_from_flat,
+    optimizer_state_to_flat,
+    save_checkpoint,
+)
+from ssl_core.train.config import TrainConfig
+from ssl_core.train.data import PretextDataset, SeededBatchSampler, to_device
+from ssl_core.train.logger import RunLogger
+from ssl_core.train.optim import build_optimizer
+from ssl_core.train.schedules import cosine_schedule
+
+
+class TrainingError(SelfsupError):
+    """Training cannot go on (e.g. the loss is no longer finite)."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did.
+
+    Args:
+        step: optimizer steps completed (including those of an earlier run when resuming).
+        total_steps: the planned length of the schedules.
+        stop_reason: ``"completed"``, ``"max_minutes"`` or ``"interrupted"``.
+        samples_per_s: training throughput of this session (samples per second, all processes).
+        elapsed_s: wall time of the training loop, all sessions of the run together.
+        checkpoint: the last checkpoint written.
+    """
+
+    step: int
+    total_steps: int
+    stop_reason: str
+    samples_per_s: float
+    elapsed_s: float
+    checkpoint: Path | None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (model initialisation, dropout, ...)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_rest": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, cached = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class _StopSignals:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current step (with a checkpoint);
+    a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    """Optimises a :class:`~ssl_core.method.Method` on a dataset of raw samples.
+
+    The trainer knows nothing about modalities: it applies the method's pretext to each sample (seeded
+    per sample, see :mod:`ssl_core.train.data`), moves batches to the device with
+    :func:`~ssl_core.train.data.to_device`, steps the optimizer under per-iteration schedules, calls the
+    method's :meth:`~ssl_core.method.Method.after_optimizer_step` hook, logs, and checkpoints. Under
+    ``torchrun`` it wraps the method in DDP, shards the data by rank, and only rank 0 logs and writes.
+
+    Args:
+        method: the method to train (its ``backbone`` is what users keep).
+        dataset: raw samples; ``method.pretext()`` turns each into a training item.
+        config: the training settings.
+        run_dir: the run folder (``log.csv``, ``tb/``, ``checkpoints/``, ``plots/``).
+        dist_info: where this process sits in the job; by default read from ``torchrun``'s environment.
+        collate_fn: how to batch training items (default: torch's ``default_collate``).
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_dir: str | Path,
+        dist_info: D.DistInfo | None = None,
+        collate_fn: Callable | None = None,
+    ) -> None:
+        self.method, self.dataset, self.config = method, dataset, config
+        self.run_dir = Path(run_dir)
+        self.dist = dist_info or D.init_distributed(config.device)
+        self.collate_fn = collate_fn
+        self.ckpt_dir = self.run_dir / "checkpoints"
+
+        world = self.dist.world_size
+        per_rank, rem = divmod(config.batch_size, world * config.accumulate_steps)
+        if rem or per_rank == 0:
+            raise SelfsupError(
+                f"train.batch_size={config.batch_size} must be a multiple of processes x accumulate_steps "
+                f"({world} x {config.accumulate_steps})"
+            )
+        self.micro_batch = per_rank
+        self.sampler = SeededBatchSampler(len(dataset), per_rank, config.seed, self.dist.rank, world)
+        self.steps_per_epoch = self.sampler.batches_per_epoch // config.accumulate_steps
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"the data has {len(dataset)} samples, fewer than one batch of {config.batch_size}; "
+                "lower train.batch_size or add data"
+            )
+        self.total_steps = max(1, math.ceil(config.epochs * self.steps_per_epoch))
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.budget_fitted = False
+
+    # ----------------------------------------------------------------------------------------- schedules
+    def _schedules(self) -> dict[str, np.ndarray]:
+        c, n = self.config, self.total_steps
+        warmup = round(c.warmup_epochs * self.steps_per_epoch)
+        wd_end = c.weight_decay if c.weight_decay_end is None else c.weight_decay_end
+        sched = {
+            "lr": cosine_schedule(c.peak_lr, c.min_lr, n, warmup),
+            "weight_decay": cosine_schedule(c.weight_decay, wd_end, n),
+            "ema_momentum": cosine_schedule(c.ema_momentum, c.ema_momentum_end, n),
+        }
+        for k, v in self.method.schedules(n, self.steps_per_epoch).items():
+            if len(v) != n:
+                raise ValueError(f"schedule {k!r} of {type(self.method).__name__} has {len(v)} steps, expected {n}")
+            sched[k] = np.asarray(v)
+        return sched
+
+    # --------------------------------------------------------------------------------------- checkpoints
+    def _save(self, step: int, optimizer, scaler, elapsed: float) -> Path | None:
+        rngs = D.all_gather_object(_rng_state(self.dist.device))  # every rank takes part
+        path = None
+        if self.dist.is_main:
+            tensors, optim_meta = optimizer_state_to_flat(optimizer.state_dict())
+            py_rng = []
+            for r, st in enumerate(rngs):
+                for k in ("torch", "numpy_keys", "cuda"):
+                    if k in st:
+                        tensors[f"rng/{r}/{k}"] = st[k]
+                py_rng.append({"numpy_rest": st["numpy_rest"], "python": st["python"]})
+            state = {
+                "epoch": step // self.steps_per_epoch,
+                "total_steps": self.total_steps,
+                "budget_fitted": self.budget_fitted,
+                "steps_per_epoch": self.steps_per_epoch,
+                "num_samples": len(self.dataset),
+                "seed": self.config.seed,
+                "world_size": self.dist.world_size,
+                "elapsed_s": elapsed,
+                "optimizer": optim_meta,
+                "rng": py_rng,
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            }
+            path = save_checkpoint(self.ckpt_dir, step, self.method, state, tensors, self.config.keep_checkpoints)
+        D.barrier()
+        return path
+
+    def _resume(self, source: bool | str | Path, optimizer, scaler) -> tuple[int, float]:
+        path = latest_checkpoint(self.ckpt_dir) if source is True else Path(source)
+        if path is None:
+            raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
+        ckpt = load_checkpoint(path)
+        st = ckpt.state
+        if st["num_samples"] != len(self.dataset) or st["steps_per_epoch"] != self.steps_per_epoch:
+            raise CheckpointError(
+                f"{path} was written for {st['num_samples']} samples and {st['steps_per_epoch']} steps per epoch, "
+                f"but this run has {len(self.dataset)} and {self.steps_per_epoch}: the data or batch size changed; "
+                "resume with the same settings or start a new run"
+            )
+        load_weights(self.method, path)
+        optimizer.load_state_dict(optimizer_state_from_flat(ckpt.tensors, st["optimizer"]))
+        if st.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(st["scaler"])
+        self.total_steps, self.budget_fitted = st["total_steps"], st["budget_fitted"]
+        r = self.dist.rank
+        if st["world_size"] == self.dist.world_size:
+            rng = {k: ckpt.tensors[f"rng/{r}/{k}"] for k in ("torch", "numpy_keys", "cuda") if f"rng/{r}/{k}" in ckpt.tensors}
+            _set_rng_state({**rng, **st["rng"][r]}, self.dist.device)
+        elif self.dist.is_main:
+            print(f"note: the checkpoint was written by {st['world_size']} processes; random streams restart", file=sys.stderr)
+        return ckpt.step, float(st["elapsed_s"])
+
+    # ------------------------------------------------------------------------------------------- the loop
+    def _microbatches(self, loader: DataLoader, start_step: int):
+        """Yield micro-batches from ``start_step`` on, epoch after epoch (each epoch ends where its last
+        complete group of ``accumulate_steps`` micro-batches ends)."""
+        acc = self.config.accumulate_steps
+        epoch, step_in_epoch = divmod(start_step, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch, step_in_epoch * acc, self.steps_per_epoch * acc)
+            yield from loader
+            epoch, step_in_epoch = epoch + 1, 0
+
+    def fit(self, resume: bool | str | Path = False) -> TrainResult:
+        """Train until the budget is spent, the run is interrupted (SIGINT/SIGTERM), or the schedule ends.
+
+        Args:
+            resume: ``True`` to continue from the latest checkpoint in ``run_dir``, a checkpoint path to
+                continue from that one, ``False`` to start afresh.
+        """
+        c, dev = self.config, self.dist.device
+        method = self.method.to(dev)
+        if c.channels_last:
+            method = method.to(memory_format=torch.channels_last)
+        method.train()
+        model = method
+        if self.dist.distributed:
+            model = DistributedDataParallel(
+                method,
+                device_ids=[dev.index] if dev.type == "cuda" else None,
+                find_unused_parameters=getattr(method, "ddp_find_unused_parameters", False),
+            )
+        optimizer = build_optimizer(method, c)
+        scaler = torch.amp.GradScaler("cuda", enabled=c.amp == "fp16" and dev.type == "cuda")
+        if c.amp == "fp16" and dev.type != "cuda":
+            raise SelfsupError("train.amp=fp16 needs CUDA; use train.amp=bf16 on CPU")
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.amp)
+
+        step, elapsed_before = 0, 0.0
+        if resume:
+            step, elapsed_before = self._resume(resume, optimizer, scaler)
+        sched = self._schedules()
+
+        loader = DataLoader(
+            PretextDataset(self.dataset, method.pretext()),
+            batch_sampler=self.sampler,
+            num_workers=c.num_workers,
+            collate_fn=self.collate_fn,
+            pin_memory=dev.type == "cuda",
+            # its own generator: creating an iterator must not draw from the global one, or a run resumed
+            # mid-epoch would see another random stream than the uninterrupted run
+            generator=torch.Generator().manual_seed(c.seed),
+        )
+        logger = RunLogger(self.run_dir, enabled=self.dist.is_main, resume_step=step if resume else None)
+        bar = None
+        if self.dist.is_main and c.progress:
+            bar = tqdm(
+                total=self.total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 15.0, file=sys.stderr,
+            )
+
+        global_batch = c.batch_size
+        t_start = time.perf_counter()
+        t_probe, probe_from, start_step = 0.0, None, step
+        stop_reason, ckpt_path = "completed", None
+        batches = self._microbatches(loader, step)
+        with _StopSignals() as signals:
+            while step < self.total_steps:
+                t_step = time.perf_counter()
+                values = {k: float(v[step]) for k, v in sched.items()}
+                for g in optimizer.param_groups:
+                    g["lr"] = values["lr"]
+                    if g.get("apply_weight_decay", True):
+                        g["weight_decay"] = values["weight_decay"]
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum, logs = 0.0, {}
+                for i in range(c.accumulate_steps):
+                    batch = to_device(next(batches), dev, c.channels_last)
+                    sync = contextlib.nullcontext()
+                    if self.dist.distributed and i < c.accumulate_steps - 1:
+                        sync = model.no_sync()
+                    with sync, torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        out = model(batch)
+                        loss = out.loss / c.accumulate_steps
+                    scaler.scale(loss).backward()
+                    loss_sum += float(loss.detach())
+                    for k, v in out.logs.items():
+                        logs[k] = logs.get(k, 0.0) + float(v) / c.accumulate_steps
+                if not math.isfinite(loss_sum) and not scaler.is_enabled():
+                    last = latest_checkpoint(self.ckpt_dir)
+                    raise TrainingError(
+                        f"the loss became {loss_sum} at step {step + 1} (lr {values['lr']:.3g}); lower train.lr, "
+                        "set train.clip_grad (e.g. 1.0) or use train.amp=none"
+                        + (f"; the last good checkpoint is {last}" if last else "")
+                    )
+                if c.clip_grad is not None:
+                    scaler.unscale_(optimizer)
+                    logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(method.parameters(), c.clip_grad))
+                scaler.step(optimizer)
+                scaler.update()
+                method.after_optimizer_step(step, values)
+                step += 1
+
+                now = time.perf_counter()
+                elapsed = elapsed_before + (now - t_start)
+                rate = global_batch / max(now - t_step, 1e-9)
+                if step % c.log_every == 0 or step == self.total_steps:
+                    logger.log(step, {"epoch": step / self.steps_per_epoch, "loss": loss_sum, **logs,
+                                      "lr": values["lr"], "weight_decay": values["weight_decay"],
+                                      "samples_per_s": rate, "elapsed_s": elapsed})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum:.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
+
+                # the budget: once the speed is known, fit the schedules to max_minutes (once per run)
+                stop, new_total = signals.requested, self.total_steps
+                if c.max_minutes is not None:
+                    budget = c.max_minutes * 60
+                    stop = stop or elapsed >= budget
+                    if not self.budget_fitted:
+                        if probe_from is None:  # the first step carries start-up costs; time from here
+                            t_probe, probe_from = now, step
+                        elif step - probe_from >= c.budget_probe_steps:
+                            per_step = (now - t_probe) / (step - probe_from)
+                            new_total = min(self.total_steps, step + max(0, int((budget - elapsed) / per_step)))
+                            self.budget_fitted = True
+                stop, new_total = self._agree(stop, new_total)
+                if new_total != self.total_steps:
+                    if self.dist.is_main:
+                        tqdm.write(
+                            f"max_minutes={c.max_minutes}: the {self.total_steps} planned steps do not fit; "
+                            f"the schedules now end at step {new_total}",
+                            file=sys.stderr,
+                        )
+                    self.total_steps = new_total
+                    sched = self._schedules()
+                    if bar is not None:
+                        bar.total = new_total
+                if stop and step < self.total_steps:
+                    stop_reason = "interrupted" if signals.requested else "max_minutes"
+                    break
+                if c.checkpoint_every and step % c.checkpoint_every == 0 and step < self.total_steps:
+                    ckpt_path = self._save(step, optimizer, scaler, elapsed)
+        elapsed = elapsed_before + (time.perf_counter() - t_start)
+        ckpt_path = self._save(step, optimizer, scaler, elapsed)
+        if bar is not None:
+            bar.close()
+        logger.close()
+        logger.plot_loss()
+        if self.dist.is_main and stop_reason != "completed":
+            print(f"stopped at step {step}/{self.total_steps} ({stop_reason}); checkpoint {ckpt_path}", file=sys.stderr)
+        session = time.perf_counter() - t_start
+        rate = (step - start_step) * global_batch / session if session > 0 else 0.0
+        return TrainResult(step, self.total_steps, stop_reason, rate, elapsed, ckpt_path)
+
+    def _agree(self, stop: bool, new_total: int) -> tuple[bool, int]:
+        """Make every rank take rank 0's decisions (a stop request on any rank stops all)."""
+        if not self.dist.distributed:
+            return stop, new_total
+        flags = torch.tensor([float(stop), float(new_total if self.dist.is_main else 0)], device=self.dist.device)
+        stop_t = flags[:1].clone()
+        dist.all_reduce(stop_t, op=dist.ReduceOp.MAX)
+        dist.broadcast(flags, src=0)
+        return bool(stop_t.item()), int(flags[1].item())

@@ -1,0 +1,58 @@
+import pytest
+import torch
+from torch import nn
+
+from ssl_core.train import LARS, TrainConfig, build_optimizer, param_groups
+
+
+def naive_lars_step(w, g, buf, lr, momentum, wd, eta, adapt):
+    """The LARS update of You et al. (2017) as in Barlow Twins / lightly, written out."""
+    if adapt:
+        g = g + wd * w
+        wn, gn = w.norm(), g.norm()
+        if wn > 0 and gn > 0:
+            g = g * (eta * wn / gn)
+    buf = momentum * buf + g
+    return w - lr * buf, buf
+
+
+def test_lars_matches_reference_over_steps():
+    torch.manual_seed(0)
+    w = torch.randn(5, 3, dtype=torch.float64)
+    b = torch.randn(3, dtype=torch.float64)
+    pw, pb = nn.Parameter(w.clone()), nn.Parameter(b.clone())
+    opt = LARS([{"params": [pw]}, {"params": [pb], "lars_adapt": False, "weight_decay": 0.0}],
+               lr=0.3, momentum=0.9, weight_decay=1e-2, eta=0.02)
+    bw, bb = torch.zeros_like(w), torch.zeros_like(b)
+    for _ in range(4):
+        gw, gb = torch.randn_like(w), torch.randn_like(b)
+        pw.grad, pb.grad = gw.clone(), gb.clone()
+        opt.step()
+        w, bw = naive_lars_step(w, gw, bw, 0.3, 0.9, 1e-2, 0.02, adapt=True)
+        b, bb = naive_lars_step(b, gb, bb, 0.3, 0.9, 0.0, 0.02, adapt=False)
+        torch.testing.assert_close(pw.detach(), w)
+        torch.testing.assert_close(pb.detach(), b)
+
+
+def test_lars_zero_weights_fall_back_to_unit_trust():
+    p = nn.Parameter(torch.zeros(3, 3))
+    opt = LARS([p], lr=1.0, momentum=0.0, eta=0.001)
+    p.grad = torch.ones(3, 3)
+    opt.step()
+    torch.testing.assert_close(p.detach(), -torch.ones(3, 3))
+
+
+def test_param_groups_exclude_biases_and_norms():
+    m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+    groups = param_groups(m)
+    decay = {id(p) for p in groups[0]["params"]}
+    assert decay == {id(m[0].weight), id(m[3].weight)}
+    assert groups[1]["apply_weight_decay"] is False and groups[1]["weight_decay"] == 0.0
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(m.parameters()))
+
+
+@pytest.mark.parametrize("name,cls", [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD), ("lars", LARS)])
+def test_build_optimizer(name, cls):
+    opt = build_optimizer(nn.Linear(3, 2), TrainConfig(optimizer=name, lr=0.5, batch_size=512, lr_scale_batch=True))
+    assert isinstance(opt, cls)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0)  # 0.5 * 512 / 256
