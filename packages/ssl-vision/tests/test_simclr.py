@@ -33,7 +33,7 @@ def test_loss_falls_on_a_fixed_batch():
     m = SimCLR(tiny_config(), INFO)
     imgs = torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8)
     views = m.pretext()
-    batch = [torch.stack(v) for v in zip(*(views(x) for x in imgs))]
+    batch = [torch.stack(v) for v in zip(*(views(x) for x in imgs), strict=True)]
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
     losses = []
     for _ in range(25):

@@ -17,16 +17,19 @@ def test_defaults_and_overrides_are_typed():
     assert list(c.train.betas) == [0.8, 0.9]
 
 
-@pytest.mark.parametrize("bad,msg", [
-    ("train.lr", "expects key=value"),
-    ("=3", "expects key=value"),
-    ("lr=0.1", "keys start with one of"),
-    ("recipe=vision/x", "keys start with one of"),
-    ("train.lrr=0.1", "lrr"),
-    ("train.lr=fast", "fast"),
-    ("train.optimizer=adam", "optimizer must be one of"),
-    ("train.batch_size=-1", "batch_size must be positive"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ("train.lr", "expects key=value"),
+        ("=3", "expects key=value"),
+        ("lr=0.1", "keys start with one of"),
+        ("recipe=vision/x", "keys start with one of"),
+        ("train.lrr=0.1", "lrr"),
+        ("train.lr=fast", "fast"),
+        ("train.optimizer=adam", "optimizer must be one of"),
+        ("train.batch_size=-1", "batch_size must be positive"),
+    ],
+)
 def test_bad_overrides_name_the_problem(bad, msg):
     with pytest.raises(ConfigError, match=msg):
         compose(bad)

@@ -10,7 +10,7 @@ def naive_knn(train, train_y, test, k, t, num_classes):
     """Weighted kNN written sample by sample (DINO's eval_knn, without batching)."""
     preds = []
     for q in test:
-        sims = [(float(q @ x / (q.norm() * x.norm())), int(y)) for x, y in zip(train, train_y)]
+        sims = [(float(q @ x / (q.norm() * x.norm())), int(y)) for x, y in zip(train, train_y, strict=True)]
         sims.sort(key=lambda s: -s[0])
         votes = [0.0] * num_classes
         for s, y in sims[:k]:
@@ -22,7 +22,10 @@ def naive_knn(train, train_y, test, k, t, num_classes):
 @pytest.mark.parametrize("k,t", [(1, 0.07), (5, 0.5), (20, 0.07), (200, 1.0)])
 def test_knn_matches_naive(k, t):
     g = torch.Generator().manual_seed(k)
-    train, test = torch.randn(97, 6, generator=g, dtype=torch.float64), torch.randn(31, 6, generator=g, dtype=torch.float64)
+    train, test = (
+        torch.randn(97, 6, generator=g, dtype=torch.float64),
+        torch.randn(31, 6, generator=g, dtype=torch.float64),
+    )
     train_y = torch.randint(0, 4, (97,), generator=g)
     ours = knn_predict(train, train_y, test, k=k, temperature=t, num_classes=4, chunk_size=7)
     assert torch.equal(ours, naive_knn(train, train_y, test, min(k, 97), t, 4))

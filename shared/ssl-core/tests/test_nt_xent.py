@@ -75,8 +75,10 @@ def test_matches_lightly():
         torch.testing.assert_close(gb, pb, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [(torch.randn(3, 4), torch.randn(4, 4)), (torch.randn(3), torch.randn(3)),
-                                 (torch.randn(0, 4), torch.randn(0, 4))])
+@pytest.mark.parametrize(
+    "bad",
+    [(torch.randn(3, 4), torch.randn(4, 4)), (torch.randn(3), torch.randn(3)), (torch.randn(0, 4), torch.randn(0, 4))],
+)
 def test_shape_errors(bad):
     with pytest.raises(ValueError):
         nt_xent(*bad)

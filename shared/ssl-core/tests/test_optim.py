@@ -21,8 +21,13 @@ def test_lars_matches_reference_over_steps():
     w = torch.randn(5, 3, dtype=torch.float64)
     b = torch.randn(3, dtype=torch.float64)
     pw, pb = nn.Parameter(w.clone()), nn.Parameter(b.clone())
-    opt = LARS([{"params": [pw]}, {"params": [pb], "lars_adapt": False, "weight_decay": 0.0}],
-               lr=0.3, momentum=0.9, weight_decay=1e-2, eta=0.02)
+    opt = LARS(
+        [{"params": [pw]}, {"params": [pb], "lars_adapt": False, "weight_decay": 0.0}],
+        lr=0.3,
+        momentum=0.9,
+        weight_decay=1e-2,
+        eta=0.02,
+    )
     bw, bb = torch.zeros_like(w), torch.zeros_like(b)
     for _ in range(4):
         gw, gb = torch.randn_like(w), torch.randn_like(b)

@@ -24,7 +24,7 @@ def test_ranks_split_each_global_batch():
     r0 = list(SeededBatchSampler(40, 4, seed=1, rank=0, world_size=2))
     r1 = list(SeededBatchSampler(40, 4, seed=1, rank=1, world_size=2))
     assert len(r0) == len(r1) == len(single)
-    for g, a, b in zip(single, r0, r1):
+    for g, a, b in zip(single, r0, r1, strict=True):
         assert g == a + b  # same samples, same per-sample seeds
 
 

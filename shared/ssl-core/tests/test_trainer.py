@@ -53,7 +53,7 @@ def test_interrupted_and_resumed_run_follows_the_same_trajectory(tmp_path):
 
     log_a, log_b = read_log(tmp_path / "a"), read_log(tmp_path / "b")
     assert [r["step"] for r in log_b] == [str(s) for s in range(1, 13)]
-    for ra, rb in zip(log_a, log_b):
+    for ra, rb in zip(log_a, log_b, strict=True):
         assert ra["loss"] == rb["loss"] and ra["lr"] == rb["lr"], (ra, rb)
     from safetensors.torch import load_file
 
@@ -95,8 +95,12 @@ def test_run_outputs_and_checkpoint_interval(tmp_path):
     fit(tmp_path, ToyMethod(), cfg(checkpoint_every=4, clip_grad=1.0))
     rows = read_log(tmp_path)
     assert len(rows) == 12
-    assert {"step", "epoch", "loss", "lr", "weight_decay", "samples_per_s", "elapsed_s", "z_std", "grad_norm"} <= rows[0].keys()
-    assert float(rows[0]["lr"]) == 0.0 and float(rows[-1]["lr"]) == pytest.approx(0.0, abs=1e-12)  # warm-up, cosine to 0
+    assert {"step", "epoch", "loss", "lr", "weight_decay", "samples_per_s", "elapsed_s", "z_std", "grad_norm"} <= rows[
+        0
+    ].keys()
+    assert float(rows[0]["lr"]) == 0.0 and float(rows[-1]["lr"]) == pytest.approx(
+        0.0, abs=1e-12
+    )  # warm-up, cosine to 0
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
     assert (tmp_path / "plots" / "loss.png").stat().st_size > 1000
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_00000008", "step_00000012"]
@@ -104,8 +108,7 @@ def test_run_outputs_and_checkpoint_interval(tmp_path):
 
 def test_time_budget_shortens_the_schedule(tmp_path):
     seed_everything(0)
-    r = fit(tmp_path, ToyMethod(), cfg(epochs=10_000, max_minutes=0.002, budget_probe_steps=3),
-            data=toy_dataset(64))
+    r = fit(tmp_path, ToyMethod(), cfg(epochs=10_000, max_minutes=0.002, budget_probe_steps=3), data=toy_dataset(64))
     assert r.total_steps < 40_000 and r.step <= r.total_steps
     assert r.elapsed_s < 5
 

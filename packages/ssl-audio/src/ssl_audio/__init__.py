@@ -1,0 +1,3 @@
+"""selfsup for audio. No method is registered yet (see README.md)."""
+
+__version__ = "0.1.0"

@@ -24,20 +24,33 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="methods and data sets of the installed modality packages")
 
-    pt = sub.add_parser("pretrain", help="pretrain a backbone, then probe it",
-                        description="Pretrain <modality>/<method> (see `selfsup list`), then score it with kNN and "
-                                    "linear probes beside a random-init backbone and the raw input.")
+    pt = sub.add_parser(
+        "pretrain",
+        help="pretrain a backbone, then probe it",
+        description="Pretrain <modality>/<method> (see `selfsup list`), then score it with kNN and "
+        "linear probes beside a random-init backbone and the raw input.",
+    )
     pt.add_argument("recipe", metavar="MODALITY/METHOD", help="e.g. vision/simclr")
     pt.add_argument("--data", metavar="PATH", help="user data (default: the modality's embedded data set)")
     pt.add_argument("--epochs", type=float, metavar="N", help="passes over the data")
     pt.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
     pt.add_argument("--max-minutes", type=float, metavar="M", help="fit the training schedule into M minutes")
     pt.add_argument("--out", metavar="DIR", help="run folder (default: runs/<modality>-<method>-<date>-<time>)")
-    pt.add_argument("--resume", action="store_true", help="continue the run in --out (default: the latest run of "
-                                                          "this recipe) from its last checkpoint")
+    pt.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (default: the latest run of this recipe) from its last checkpoint",
+    )
     pt.add_argument("--config", metavar="FILE", help="YAML file of settings, applied before --set")
-    pt.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                    help="override settings, e.g. --set train.lr=0.1 method.temperature=0.2")
+    pt.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override settings, e.g. --set train.lr=0.1 method.temperature=0.2",
+    )
 
     ev = sub.add_parser("eval", help="probe a run's checkpoint (kNN and linear) and rewrite its metrics.json")
     ev.add_argument("run", help="run folder")
@@ -67,6 +80,18 @@ def _list() -> None:
         print(f"{name}: failed to load ({err})")
 
 
+def _one_line(e: BaseException) -> str:
+    """The message of a user error on one line. An error raised in a data-loader worker arrives wrapped in
+    the worker's traceback text; its last line holds the original message."""
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    if "Original Traceback" in str(e):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("Error") else last
+    return " ".join(ln.strip() for ln in lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``selfsup`` command; returns the exit status."""
     args = _build_parser().parse_args(argv)
@@ -76,9 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "pretrain":
             from ssl_core.run import pretrain
 
-            pretrain(args.recipe, data=args.data, epochs=args.epochs, max_steps=args.max_steps,
-                     max_minutes=args.max_minutes, out=args.out, resume=args.resume,
-                     overrides=args.overrides, config_file=args.config)
+            pretrain(
+                args.recipe,
+                data=args.data,
+                epochs=args.epochs,
+                max_steps=args.max_steps,
+                max_minutes=args.max_minutes,
+                out=args.out,
+                resume=args.resume,
+                overrides=args.overrides,
+                config_file=args.config,
+            )
         elif args.command == "eval":
             from ssl_core.eval.embed import format_table
             from ssl_core.run import evaluate
@@ -90,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = export_backbone(args.run, args.out, args.checkpoint)
             print(f"exported to {out}; load with ssl_core.load_backbone({str(out)!r})")
     except SelfsupError as e:
-        print(f"selfsup: error: {e}", file=sys.stderr)
+        print(f"selfsup: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("selfsup: interrupted", file=sys.stderr)

@@ -35,7 +35,9 @@ def _build(cfg: dict) -> nn.Module:
     return modality.backbones[cfg["name"]](cfg["config"])
 
 
-def export_backbone(run_dir: str | os.PathLike, out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> Path:
+def export_backbone(
+    run_dir: str | os.PathLike, out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+) -> Path:
     """Write the backbone of a run's checkpoint (default: the latest) to ``out_dir``.
 
     Args:
@@ -55,12 +57,14 @@ def export_backbone(run_dir: str | os.PathLike, out_dir: str | os.PathLike, chec
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to export")
     state = load_file(str(ckpt / "model.safetensors"))
-    weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    weights = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     backbone = _build(spec)
     try:
         backbone.load_state_dict(weights, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"the backbone weights of {ckpt} do not match its backbone.json: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"the backbone weights of {ckpt} do not match its backbone.json: {str(e).splitlines()[0]}"
+        ) from None
     cfg = {
         "format": FORMAT,
         "version": 1,

@@ -149,7 +149,10 @@ def pretrain(
         save_config(cfg_tree, run_dir)
         _write_json(run_dir / BACKBONE_FILE, {"modality": modality.name, "recipe": key, **dataclasses.asdict(spec)})
     n_params = sum(p.numel() for p in method.backbone.parameters())
-    _say(f"method: {recipe.summary}; backbone {spec.name} ({n_params / 1e6:.2f} M parameters, embedding {spec.embed_dim})")
+    _say(
+        f"method: {recipe.summary}; backbone {spec.name} "
+        f"({n_params / 1e6:.2f} M parameters, embedding {spec.embed_dim})"
+    )
     D.barrier()
 
     trainer = Trainer(method, bundle.train, cfg.train, run_dir, dist_info, collate_fn=method.collate())
@@ -174,8 +177,10 @@ def pretrain(
         _write_summary(run_dir, key, result, cfg, bundle, t_train, wall)
         if table is not None:
             print(format_table(table))
-        _say(f"wall time {wall / 60:.1f} min (training {result.elapsed_s / 60:.1f} min, "
-             f"{result.samples_per_s:.0f} samples/s); run folder {run_dir}")
+        _say(
+            f"wall time {wall / 60:.1f} min (training {result.elapsed_s / 60:.1f} min, "
+            f"{result.samples_per_s:.0f} samples/s); run folder {run_dir}"
+        )
     D.barrier()
     return run_dir
 
@@ -183,8 +188,10 @@ def pretrain(
 def _probe(recipe: Recipe, cfg: RunConfig, bundle: DataBundle, method: Method, device: torch.device) -> dict:
     n_train = len(bundle.probe_train.labels)
     n_used = n_train if cfg.probe.train_size is None else min(cfg.probe.train_size, n_train)
-    _say(f"probes: kNN (k={cfg.probe.k}) and linear on {n_used:,} of {n_train:,} training and all "
-         f"{len(bundle.probe_test.labels):,} test inputs")
+    _say(
+        f"probes: kNN (k={cfg.probe.k}) and linear on {n_used:,} of {n_train:,} training and all "
+        f"{len(bundle.probe_test.labels):,} test inputs"
+    )
     untrained = build_method(recipe, cfg, bundle).to(device)
     method.eval()
     untrained.eval()
@@ -194,19 +201,23 @@ def _probe(recipe: Recipe, cfg: RunConfig, bundle: DataBundle, method: Method, d
         method.train()
 
 
-def _write_summary(run_dir: Path, key: str, result: TrainResult, cfg: RunConfig, bundle: DataBundle,
-                   t_train: float, wall: float) -> None:
-    _write_json(run_dir / "summary.json", {
-        "recipe": key,
-        "steps": result.step,
-        "total_steps": result.total_steps,
-        "stop_reason": result.stop_reason,
-        "train_minutes": round(result.elapsed_s / 60, 3),
-        "samples_per_s": round(result.samples_per_s, 1),
-        "wall_minutes_this_session": round(wall / 60, 3),
-        "data": bundle.description,
-        "probe": dataclasses.asdict(cfg.probe),
-    })
+def _write_summary(
+    run_dir: Path, key: str, result: TrainResult, cfg: RunConfig, bundle: DataBundle, t_train: float, wall: float
+) -> None:
+    _write_json(
+        run_dir / "summary.json",
+        {
+            "recipe": key,
+            "steps": result.step,
+            "total_steps": result.total_steps,
+            "stop_reason": result.stop_reason,
+            "train_minutes": round(result.elapsed_s / 60, 3),
+            "samples_per_s": round(result.samples_per_s, 1),
+            "wall_minutes_this_session": round(wall / 60, 3),
+            "data": bundle.description,
+            "probe": dataclasses.asdict(cfg.probe),
+        },
+    )
 
 
 def open_run(run_dir: str | os.PathLike) -> tuple[Modality, Recipe, RunConfig]:

@@ -44,7 +44,12 @@ def read_idx(path: str | Path) -> torch.Tensor:
 
 def find_idx(folder: Path, split: str, kind: str) -> Path | None:
     """Locate ``<split>-<kind>-idx?-ubyte[.gz]`` (``split``: train / t10k; ``kind``: images / labels)."""
-    for name in (f"{split}-{kind}-idx3-ubyte", f"{split}-{kind}-idx1-ubyte", f"{split}-{kind}.idx3-ubyte", f"{split}-{kind}.idx1-ubyte"):
+    for name in (
+        f"{split}-{kind}-idx3-ubyte",
+        f"{split}-{kind}-idx1-ubyte",
+        f"{split}-{kind}.idx3-ubyte",
+        f"{split}-{kind}.idx1-ubyte",
+    ):
         for suffix in ("", ".gz"):
             p = folder / (name + suffix)
             if p.is_file():
@@ -75,7 +80,9 @@ def load_idx_folder(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor, tor
             continue
         x, y = read_idx(img), read_idx(lab).long()
         if x.dtype != torch.uint8 or x.ndim not in (3, 4):
-            raise DataError(f"{img} must hold uint8 images of shape (N, H, W) or (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+            raise DataError(
+                f"{img} must hold uint8 images of shape (N, H, W) or (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+            )
         if len(x) != len(y):
             raise DataError(f"{img} has {len(x)} images but {lab} has {len(y)} labels")
         out += [x, y]

@@ -18,7 +18,18 @@ from ssl_core.errors import DataError
 from ssl_vision.data.idx import is_idx_folder, load_idx_folder
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DATASETS = {
     "fashion_mnist": "Fashion-MNIST, 60,000 + 10,000 28x28 grayscale images, 10 classes "
@@ -118,7 +129,9 @@ class ImageFiles(Dataset):
             data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
             img = decode_image(data, mode=self.mode)
         except (OSError, RuntimeError) as e:
-            raise DataError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise DataError(
+                f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from None
         return self.resize(img)
 
 
@@ -173,7 +186,7 @@ def _as_nchw(x: torch.Tensor, channels: int | None, size: int | None) -> torch.T
     return x
 
 
-def _bundle(name: str, x_train, y_train, x_test, y_test, cfg: VisionDataConfig, description: str, num_classes: int) -> DataBundle:
+def _bundle(x_train, y_train, x_test, y_test, cfg: VisionDataConfig, description: str, num_classes: int) -> DataBundle:
     """Assemble a bundle from in-memory uint8 ``(N, C, H, W)`` arrays."""
     if cfg.max_train is not None and cfg.max_train < len(x_train):
         g = torch.Generator().manual_seed(cfg.seed)
@@ -182,7 +195,9 @@ def _bundle(name: str, x_train, y_train, x_test, y_test, cfg: VisionDataConfig, 
         description += f" (using {cfg.max_train:,} pretraining images)"
     train = ImageTensors(x_train)
     mean, std = _channel_stats(train)
-    info = ImageInfo(channels=x_train.shape[1], image_size=x_train.shape[-1], mean=mean, std=std, num_classes=num_classes)
+    info = ImageInfo(
+        channels=x_train.shape[1], image_size=x_train.shape[-1], mean=mean, std=std, num_classes=num_classes
+    )
     return DataBundle(
         train=train,
         info=info,
@@ -202,7 +217,7 @@ def _from_arrays(name: str, x_tr, y_tr, x_te, y_te, cfg: VisionDataConfig, sourc
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     c, s = x_tr.shape[1], x_tr.shape[-1]
     desc = f"{name} from {source}: {len(x_tr):,} train / {len(x_te):,} test images, {c}x{s}x{s}, {num_classes} classes"
-    return _bundle(name, x_tr, y_tr, x_te, y_te, cfg, desc, num_classes)
+    return _bundle(x_tr, y_tr, x_te, y_te, cfg, desc, num_classes)
 
 
 def load_digits_images(cfg: VisionDataConfig) -> DataBundle:
@@ -242,8 +257,11 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
             images.paths = images.paths[: cfg.max_train]
         mean, std = _channel_stats(images, limit=500)
         info = ImageInfo(channels=channels, image_size=size, mean=mean, std=std)
-        return DataBundle(train=images, info=info,
-                          description=f"{len(images):,} unlabelled images from {root}, resized to {channels}x{size}x{size}")
+        return DataBundle(
+            train=images,
+            info=info,
+            description=f"{len(images):,} unlabelled images from {root}, resized to {channels}x{size}x{size}",
+        )
     classes = sorted({parts[0] for parts in top})
     labels = torch.tensor([classes.index(parts[0]) for parts in top])
     tr, te = _split(labels, cfg.test_fraction, cfg.seed)
@@ -253,11 +271,17 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
     test = ImageFiles([files[i] for i in te], size, channels)
     mean, std = _channel_stats(train, limit=500)
     info = ImageInfo(channels=channels, image_size=size, mean=mean, std=std, num_classes=len(classes))
-    desc = (f"{len(files):,} images in {len(classes)} classes from {root}, resized to {channels}x{size}x{size}; "
-            f"{len(train):,} for pretraining and the probes' training set, {len(test):,} held out for testing")
-    return DataBundle(train=train, info=info, description=desc,
-                      probe_train=LabeledSplit(Normalized(train, mean, std), labels[tr]),
-                      probe_test=LabeledSplit(Normalized(test, mean, std), labels[te]))
+    desc = (
+        f"{len(files):,} images in {len(classes)} classes from {root}, resized to {channels}x{size}x{size}; "
+        f"{len(train):,} for pretraining and the probes' training set, {len(test):,} held out for testing"
+    )
+    return DataBundle(
+        train=train,
+        info=info,
+        description=desc,
+        probe_train=LabeledSplit(Normalized(train, mean, std), labels[tr]),
+        probe_test=LabeledSplit(Normalized(test, mean, std), labels[te]),
+    )
 
 
 def load_data(cfg: VisionDataConfig) -> DataBundle:
@@ -276,8 +300,13 @@ def load_data(cfg: VisionDataConfig) -> DataBundle:
     if is_idx_folder(FASHION_MNIST_DIR):
         return _from_arrays("Fashion-MNIST", *load_idx_folder(FASHION_MNIST_DIR), cfg, str(FASHION_MNIST_DIR))
     if cfg.name == "fashion_mnist":
-        raise DataError(f"Fashion-MNIST not found in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist, "
-                        "or pass --data with a folder of its IDX files")
-    print(f"note: Fashion-MNIST not found in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist, or pass "
-          "--data PATH); using scikit-learn's digits (1,797 8x8 images) instead", file=sys.stderr)
+        raise DataError(
+            f"Fashion-MNIST not found in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist, "
+            "or pass --data with a folder of its IDX files"
+        )
+    print(
+        f"note: Fashion-MNIST not found in {FASHION_MNIST_DIR} (apt-get install dataset-fashion-mnist, or pass "
+        "--data PATH); using scikit-learn's digits (1,797 8x8 images) instead",
+        file=sys.stderr,
+    )
     return load_digits_images(cfg)

@@ -16,7 +16,9 @@ from ssl_vision.models.resnet import ResNet, ResNetConfig
 def build_backbone(config: ResNetConfig, info: ImageInfo) -> ResNet:
     """A ResNet whose input channels follow the data unless the configuration fixes them (and agrees)."""
     if config.in_channels is not None and config.in_channels != info.channels:
-        raise ConfigError(f"method.backbone.in_channels={config.in_channels}, but the images have {info.channels} channels")
+        raise ConfigError(
+            f"method.backbone.in_channels={config.in_channels}, but the images have {info.channels} channels"
+        )
     return ResNet(dataclasses.replace(config, in_channels=info.channels))
 
 
@@ -26,8 +28,13 @@ def resnet_spec(backbone: ResNet, info: ImageInfo) -> BackboneSpec:
         name="resnet",
         config=dataclasses.asdict(backbone.config),
         embed_dim=backbone.embed_dim,
-        input={"channels": info.channels, "image_size": info.image_size, "mean": info.mean, "std": info.std,
-               "layout": "float (B, C, H, W), scaled to [0, 1] then normalised with mean/std"},
+        input={
+            "channels": info.channels,
+            "image_size": info.image_size,
+            "mean": info.mean,
+            "std": info.std,
+            "layout": "float (B, C, H, W), scaled to [0, 1] then normalised with mean/std",
+        },
     )
 
 

@@ -25,20 +25,24 @@ class SimCLRConfig:
     """SimCLR settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet; the default is a slim 4-stage ResNet sized for 2 CPU cores.
+        backbone: the ResNet. The default, 4 stages of one block with widths 16-32-64-128 (0.31 M
+            parameters, 128-d embedding), trains two 28x28 views at about 600 images/s on 2 CPU cores, so
+            the default budget buys two epochs of Fashion-MNIST; ResNet-18 (``layers=[2,2,2,2]``,
+            ``width=64``) trains at about 60 images/s there.
         proj_hidden_dim: width of the projection head's hidden layer (2048 in the paper).
         proj_dim: output size of the projection head (128 in the paper).
         proj_layers: linear layers of the projection head (2 in SimCLR v1, 3 in v2).
-        temperature: NT-Xent temperature (0.5 for CIFAR-10 in the paper).
+        temperature: NT-Xent temperature (the paper: 0.5 for CIFAR-10, 0.1 for ImageNet). 0.1 gave the best
+            kNN accuracy of 0.1 / 0.2 / 0.5 in two-epoch Fashion-MNIST runs here.
         views: the augmentations, the same for both views.
         gather_distributed: take negatives from every process under torchrun.
     """
 
-    backbone: ResNetConfig = field(default_factory=ResNetConfig)
+    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     proj_layers: int = 2
-    temperature: float = 0.5
+    temperature: float = 0.1
     views: ViewConfig = field(default_factory=ViewConfig)
     gather_distributed: bool = True
 
@@ -55,7 +59,9 @@ class SimCLR(Method):
         super().__init__()
         self.config, self.info = config, info
         self.backbone = build_backbone(config.backbone, info)
-        self.projector = projection_mlp(self.backbone.embed_dim, config.proj_hidden_dim, config.proj_dim, config.proj_layers)
+        self.projector = projection_mlp(
+            self.backbone.embed_dim, config.proj_hidden_dim, config.proj_dim, config.proj_layers
+        )
 
     def pretext(self) -> MultiView:
         view = view_transform(self.config.views, self.info)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 
-def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False) -> nn.Sequential:
+def projection_mlp(
+    in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2, last_bn: bool = False
+) -> nn.Sequential:
     """MLP head ``Linear -> BN -> ReLU`` repeated, then a final ``Linear`` (SimCLR: 2 layers; SimCLR v2,
     MoCo v3, BYOL: 3 layers / batch-normalised output).
 

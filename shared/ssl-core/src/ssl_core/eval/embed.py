@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
+from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.eval.config import ProbeConfig
 from ssl_core.eval.knn import knn_accuracy
 from ssl_core.eval.linear import linear_probe
-from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.train.data import to_device
 
 
@@ -53,7 +53,7 @@ def stratified_subset(split: LabeledSplit, size: int | None, seed: int = 0) -> L
     rest = size - int(quota.sum())
     frac = counts.double() * size / n - quota
     quota[frac.argsort(descending=True)[:rest]] += 1
-    for c, q in zip(classes, quota):
+    for c, q in zip(classes, quota, strict=True):
         idx = (labels == c).nonzero().squeeze(1)
         picked.append(idx[torch.randperm(len(idx), generator=g)[: int(q)]])
     keep = torch.cat(picked).sort().values
@@ -76,8 +76,8 @@ def probe_table(
         device: where the embedders compute.
 
     Returns:
-        ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions; rows in the order
-        of ``embedders`` followed by ``"raw_input"``.
+        ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
+        rows in the order of ``embedders`` followed by ``"raw_input"``.
     """
     if bundle.probe_train is None or bundle.probe_test is None:
         raise ValueError("the data has no labels to probe with")
@@ -95,7 +95,7 @@ def probe_table(
         row = {"knn_top1": knn_accuracy(e_train, train.labels, e_test, test.labels, config.k, config.knn_temperature)}
         if config.linear:
             row["linear_top1"] = linear_probe(e_train, train.labels, e_test, test.labels, seed=config.seed).top1
-        table[name] = row
+        table[name] = {k: round(v, 4) for k, v in row.items()}
     return table
 
 

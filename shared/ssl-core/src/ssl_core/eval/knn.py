@@ -35,7 +35,9 @@ def knn_predict(
         - output: ``(M,)`` predicted labels
     """
     if train_emb.ndim != 2 or test_emb.ndim != 2 or train_emb.shape[1] != test_emb.shape[1]:
-        raise ValueError(f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}")
+        raise ValueError(
+            f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}"
+        )
     if len(train_emb) != len(train_y) or len(train_emb) == 0:
         raise ValueError(f"need as many labels as training embeddings (>0), got {len(train_y)} for {len(train_emb)}")
     num_classes = int(train_y.max()) + 1 if num_classes is None else num_classes

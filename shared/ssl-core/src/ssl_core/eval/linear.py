@@ -25,14 +25,21 @@ class LinearProbeResult:
     val_top1: dict[float, float]
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, w0: torch.Tensor | None, max_iter: int) -> torch.Tensor:
+def _fit(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, w0: torch.Tensor | None, max_iter: int
+) -> torch.Tensor:
     """Minimise mean cross entropy + l2/2 * ||W||^2 (bias unpenalised) with full-batch L-BFGS."""
     xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)  # (N, D+1)
     w = torch.zeros(x.shape[1] + 1, num_classes, dtype=x.dtype) if w0 is None else w0.clone()
     w.requires_grad_(True)
     opt = torch.optim.LBFGS(
-        [w], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6, tolerance_change=1e-9,
+        [w],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
     )
 
     def closure():
@@ -81,7 +88,9 @@ def linear_probe(
         - train_emb: ``(N, D)``, train_y: ``(N,)``, test_emb: ``(M, D)``, test_y: ``(M,)``
     """
     if train_emb.ndim != 2 or test_emb.ndim != 2 or train_emb.shape[1] != test_emb.shape[1]:
-        raise ValueError(f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}")
+        raise ValueError(
+            f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}"
+        )
     if len(train_emb) != len(train_y) or len(test_emb) != len(test_y):
         raise ValueError("need one label per embedding")
     if not 0 < val_fraction < 1 or not l2_grid:

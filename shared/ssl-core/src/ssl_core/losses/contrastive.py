@@ -11,7 +11,9 @@ from ssl_core.distributed import gather_with_grad, get_rank
 
 def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor) -> None:
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"expected two (N, D) embeddings of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"expected two (N, D) embeddings of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
     if z_a.shape[0] < 1:
         raise ValueError("nt_xent needs at least one pair")
 

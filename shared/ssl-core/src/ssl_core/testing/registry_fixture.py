@@ -24,7 +24,9 @@ modality = Modality(
     summary="random vectors, for tests",
     data_config=ToyDataConfig(),
     load_data=_load,
-    recipes=Modality.recipe_map(Recipe("tiny", ToyMethod, ToyConfig(), "toy contrastive method", train=TrainConfig(lr=0.5))),
+    recipes=Modality.recipe_map(
+        Recipe("tiny", ToyMethod, ToyConfig(), "toy contrastive method", train=TrainConfig(lr=0.5))
+    ),
     backbones={},
 )
 not_a_modality = object()

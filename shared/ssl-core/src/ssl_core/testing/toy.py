@@ -74,14 +74,16 @@ class ToyMethod(Method):
         if self.config.use_ema:
             m = values["ema_momentum"]
             with torch.no_grad():
-                for pe, p in zip(self.ema.parameters(), self.backbone.parameters()):
+                for pe, p in zip(self.ema.parameters(), self.backbone.parameters(), strict=True):
                     pe.mul_(m).add_(p, alpha=1 - m)
 
     def schedules(self, total_steps: int, steps_per_epoch: int):
         return {"toy_ramp": np.linspace(0, 1, total_steps)}
 
     def backbone_spec(self) -> BackboneSpec:
-        return BackboneSpec("linear", {"dim": self.config.dim, "embed_dim": self.config.embed_dim}, self.config.embed_dim)
+        return BackboneSpec(
+            "linear", {"dim": self.config.dim, "embed_dim": self.config.embed_dim}, self.config.embed_dim
+        )
 
 
 def toy_dataset(n: int = 64, dim: int = 8, seed: int = 0) -> torch.Tensor:

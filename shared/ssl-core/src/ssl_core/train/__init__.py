@@ -1,6 +1,12 @@
 """The training loop, its settings, schedules, optimizers, checkpoints and logs."""
 
-from ssl_core.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, load_weights, save_checkpoint
+from ssl_core.train.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from ssl_core.train.config import TrainConfig
 from ssl_core.train.data import PretextDataset, SeededBatchSampler, to_device
 from ssl_core.train.optim import LARS, build_optimizer, param_groups

@@ -15,9 +15,10 @@ class TrainConfig:
     """How to optimise a method. Every value can be overridden with ``--set train.<name>=<value>``.
 
     Budget: the run takes ``epochs`` passes over the data, stopped earlier by ``max_steps`` when given.
-    ``max_minutes`` bounds wall time: after ``budget_probe_steps`` steps the trainer measures its speed and
-    shortens the schedules so that they end inside the budget (the decision is logged and checkpointed, so
-    a resumed run keeps it).
+    ``max_minutes`` bounds wall time: the trainer times ``budget_probe_steps`` steps (after three warm-up
+    steps), and if the planned steps do not fit it shortens the schedules so that they end inside the
+    budget (the decision is logged and checkpointed, so a resumed run keeps it); the loop also stops when
+    the budget is spent.
 
     Args:
         epochs: passes over the pretraining data.
@@ -45,7 +46,7 @@ class TrainConfig:
         log_every: steps between log rows in ``log.csv`` and TensorBoard.
         checkpoint_every: steps between checkpoints (``0``: only at the end and on interruption).
         keep_checkpoints: how many recent checkpoints to keep.
-        budget_probe_steps: steps timed before fitting the schedules to ``max_minutes``.
+        budget_probe_steps: steps timed (after three warm-up steps) to fit the schedules to ``max_minutes``.
         progress: show a progress bar.
     """
 
@@ -75,7 +76,7 @@ class TrainConfig:
     log_every: int = 1
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
-    budget_probe_steps: int = 10
+    budget_probe_steps: int = 20
     progress: bool = True
 
     def __post_init__(self) -> None:

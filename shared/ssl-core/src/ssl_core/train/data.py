@@ -89,7 +89,7 @@ class PretextDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU generator only: 50x cheaper than torch.manual_seed
             return self.pretext(self.base[index])
 
 
@@ -109,7 +109,12 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
         return type(batch)(to_device(v, device, channels_last) for v in batch)
     if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
         return dataclasses.replace(
-            batch, **{f.name: to_device(getattr(batch, f.name), device, channels_last) for f in dataclasses.fields(batch) if f.init}
+            batch,
+            **{
+                f.name: to_device(getattr(batch, f.name), device, channels_last)
+                for f in dataclasses.fields(batch)
+                if f.init
+            },
         )
     if hasattr(batch, "to"):
         return batch.to(device)

@@ -57,7 +57,8 @@ class RunLogger:
         extra = set(row) - set(self._fields) - self._dropped
         if extra:
             self._dropped |= extra
-            warnings.warn(f"log keys {sorted(extra)} appeared after the first row; they go to TensorBoard only")
+            msg = f"log keys {sorted(extra)} appeared after the first row; they go to TensorBoard only"
+            warnings.warn(msg, stacklevel=2)
         with self.csv_path.open("a", newline="") as f:
             w = csv.DictWriter(f, self._fields, extrasaction="ignore")
             if new:
@@ -87,7 +88,7 @@ class RunLogger:
         import matplotlib.pyplot as plt
         import numpy as np
 
-        steps, losses = map(np.asarray, zip(*pts))
+        steps, losses = np.asarray(pts).T
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
         ax.plot(steps, losses, lw=0.8, alpha=0.4, label="loss")
         win = max(1, len(losses) // 20)

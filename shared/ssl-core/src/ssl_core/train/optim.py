@@ -87,4 +87,6 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         return torch.optim.AdamW(groups, lr=config.peak_lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.peak_lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return LARS(groups, lr=config.peak_lr, momentum=config.momentum, weight_decay=config.weight_decay, eta=config.lars_eta)
+    return LARS(
+        groups, lr=config.peak_lr, momentum=config.momentum, weight_decay=config.weight_decay, eta=config.lars_eta
+    )

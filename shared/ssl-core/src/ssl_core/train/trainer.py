@@ -9,9 +9,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -234,10 +235,17 @@ class Trainer:
         self.total_steps, self.budget_fitted = st["total_steps"], st["budget_fitted"]
         r = self.dist.rank
         if st["world_size"] == self.dist.world_size:
-            rng = {k: ckpt.tensors[f"rng/{r}/{k}"] for k in ("torch", "numpy_keys", "cuda") if f"rng/{r}/{k}" in ckpt.tensors}
+            rng = {
+                k: ckpt.tensors[f"rng/{r}/{k}"]
+                for k in ("torch", "numpy_keys", "cuda")
+                if f"rng/{r}/{k}" in ckpt.tensors
+            }
             _set_rng_state({**rng, **st["rng"][r]}, self.dist.device)
         elif self.dist.is_main:
-            print(f"note: the checkpoint was written by {st['world_size']} processes; random streams restart", file=sys.stderr)
+            print(
+                f"note: the checkpoint was written by {st['world_size']} processes; random streams restart",
+                file=sys.stderr,
+            )
         return ckpt.step, float(st["elapsed_s"])
 
     # ------------------------------------------------------------------------------------------- the loop
@@ -295,8 +303,13 @@ class Trainer:
         bar = None
         if self.dist.is_main and c.progress:
             bar = tqdm(
-                total=self.total_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
-                mininterval=1.0 if sys.stderr.isatty() else 15.0, file=sys.stderr,
+                total=self.total_steps,
+                initial=step,
+                desc="pretrain",
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 15.0,
+                file=sys.stderr,
             )
 
         global_batch = c.batch_size
@@ -345,9 +358,18 @@ class Trainer:
                 elapsed = elapsed_before + (now - t_start)
                 rate = global_batch / max(now - t_step, 1e-9)
                 if step % c.log_every == 0 or step == self.total_steps:
-                    logger.log(step, {"epoch": step / self.steps_per_epoch, "loss": loss_sum, **logs,
-                                      "lr": values["lr"], "weight_decay": values["weight_decay"],
-                                      "samples_per_s": rate, "elapsed_s": elapsed})
+                    logger.log(
+                        step,
+                        {
+                            "epoch": step / self.steps_per_epoch,
+                            "loss": loss_sum,
+                            **logs,
+                            "lr": values["lr"],
+                            "weight_decay": values["weight_decay"],
+                            "samples_per_s": rate,
+                            "elapsed_s": elapsed,
+                        },
+                    )
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss_sum:.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
@@ -358,11 +380,13 @@ class Trainer:
                     budget = c.max_minutes * 60
                     stop = stop or elapsed >= budget
                     if not self.budget_fitted:
-                        if probe_from is None:  # the first step carries start-up costs; time from here
+                        if probe_from is None and step - start_step >= 3:  # the first steps are slower
                             t_probe, probe_from = now, step
-                        elif step - probe_from >= c.budget_probe_steps:
+                        elif probe_from is not None and step - probe_from >= c.budget_probe_steps:
                             per_step = (now - t_probe) / (step - probe_from)
-                            new_total = min(self.total_steps, step + max(0, int((budget - elapsed) / per_step)))
+                            # plan for 97% of what is left, so that jitter does not cut the schedule short
+                            fits = step + max(0, int(0.97 * (budget - elapsed) / per_step))
+                            new_total = min(self.total_steps, fits)
                             self.budget_fitted = True
                 stop, new_total = self._agree(stop, new_total)
                 if new_total != self.total_steps:

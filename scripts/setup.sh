@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up selfsup on a fresh Debian/Ubuntu machine: the system packages it uses, uv, and the locked
+# environment (`uv sync --locked`, about 100 s and 4.6 GB of downloads from a cold cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# libusb-1.0-0: open3d (ssl-pointcloud) fails to import without it.
+# dataset-fashion-mnist: the embedded default images of ssl-vision.
+APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist)
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "setup: installing uv from PyPI"
+    python3 -m pip install --quiet uv 2>/dev/null \
+        || python3 -m pip install --quiet --user --break-system-packages uv
+    export PATH="$HOME/.local/bin:$PATH"
+    hash -r
+fi
+
+uv sync --locked
+echo "setup: done; run commands with \`uv run ...\` (e.g. uv run selfsup list)"
