@@ -50,29 +50,22 @@ def check(py, code):
     return proc.stdout
 
 
-@pytest.mark.skipif(UV is None, reason="uv is not on PATH")
-def test_ssl_core_alone(tmp_path):
-    py = fresh_install(tmp_path, "ssl-core", ["ssl-core"])
-    out = check(
-        py,
-        "import importlib.util as u, ssl_core, ssl_core.run, ssl_core.cli\n"
-        "print([m for m in ('torchvision', 'torchaudio', 'torch_geometric', 'open3d', 'monai',"
-        " 'transformers', 'lightly', 'ssl_vision') if u.find_spec(m)])",
-    )
-    assert out.strip() == "[]"
-    proc = subprocess.run([str(py.parent / "selfsup"), "list"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "no modality packages are installed" in proc.stdout
+OTHERS = ("torchvision", "torchaudio", "torch_geometric", "open3d", "monai", "transformers", "lightly")
 
 
 @pytest.mark.skipif(UV is None, reason="uv is not on PATH")
-def test_ssl_vision_alone(tmp_path):
-    py = fresh_install(tmp_path, "ssl-vision", ["ssl-core", "ssl-vision"])
-    out = check(
-        py,
-        "import importlib.util as u, ssl_vision.modality, torchvision\n"
-        "print([m for m in ('torchaudio', 'torch_geometric', 'open3d', 'monai', 'transformers',"
-        " 'lightly', 'ssl_audio') if u.find_spec(m)])",
-    )
-    assert out.strip() == "[]"
+@pytest.mark.parametrize(
+    "name,wheels,imports,listed",
+    [
+        ("ssl-core", ["ssl-core"], "ssl_core.run, ssl_core.cli", "no modality packages are installed"),
+        ("ssl-vision", ["ssl-core", "ssl-vision"], "ssl_vision.modality, torchvision", "vision/simclr"),
+    ],
+)
+def test_member_installs_alone(tmp_path, name, wheels, imports, listed):
+    py = fresh_install(tmp_path, name, wheels)
+    own = {"ssl-vision": "torchvision"}.get(name)
+    absent = [m for m in (*OTHERS, "ssl_audio", "ssl_graph") if m != own]
+    out = check(py, f"import importlib.util as u, {imports}\nprint([m for m in {absent!r} if u.find_spec(m)])")
+    assert out.strip() == "[]", f"{name} pulled in {out.strip()}"
     proc = subprocess.run([str(py.parent / "selfsup"), "list"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "vision/simclr" in proc.stdout
+    assert proc.returncode == 0 and listed in proc.stdout
