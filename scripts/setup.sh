@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # libusb-1.0-0: open3d (ssl-pointcloud) fails to import without it.
 # dataset-fashion-mnist: the embedded default images of ssl-vision.
-APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist)
+# fortunes, fortunes-min, wordnet-base: the embedded default corpora of ssl-text.
+APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist fortunes fortunes-min wordnet-base)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
