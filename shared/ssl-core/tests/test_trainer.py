@@ -134,3 +134,17 @@ def test_resume_refuses_changed_data(tmp_path):
     fit(tmp_path, ToyMethod(), cfg(max_steps=2))
     with pytest.raises(Exception, match="the data or batch size changed"):
         fit(tmp_path, ToyMethod(), cfg(max_steps=4), data=toy_dataset(96), resume=True)
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    seed_everything(0)
+    r = fit(tmp_path, ToyMethod(), cfg(amp="bf16", max_steps=3))
+    losses = [float(row["loss"]) for row in read_log(tmp_path)]
+    assert r.step == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_fp16_needs_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: fp16 is allowed")
+    with pytest.raises(Exception, match="fp16 needs CUDA"):
+        fit(tmp_path, ToyMethod(), cfg(amp="fp16", max_steps=1))
