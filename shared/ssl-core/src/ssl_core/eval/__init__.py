@@ -1,11 +1,14 @@
-"""Probes on frozen embeddings: kNN, linear, and the probe table of a run."""
+"""Probes on frozen embeddings: kNN, linear, cross-validated, and the probe table of a run."""
 
 from ssl_core.eval.config import ProbeConfig
+from ssl_core.eval.crossval import CrossValResult, cross_val_accuracy
 from ssl_core.eval.embed import embed_inputs, format_table, probe_table, stratified_subset
 from ssl_core.eval.knn import knn_accuracy, knn_predict
 from ssl_core.eval.linear import LinearProbeResult, linear_probe
 
 __all__ = [
+    "CrossValResult",
+    "cross_val_accuracy",
     "LinearProbeResult",
     "ProbeConfig",
     "embed_inputs",

@@ -19,7 +19,11 @@ class ProbeConfig:
         train_size: labelled training samples the probes use: a class-stratified random subset of this
             size, drawn with ``seed`` (``None``: all). The test split is always used whole.
         batch_size: samples per batch when embedding.
-        seed: seeds the subset and the linear probe's held-out split.
+        seed: seeds the subset, the linear probe's held-out split and the cross-validation folds.
+        cv_folds: also score each row by ``cv_folds``-fold cross-validation on all labelled inputs (training
+            and test splits together; :func:`ssl_core.eval.crossval.cross_val_accuracy`), the protocol of
+            small graph data sets (InfoGraph, GraphMAE: 10). ``0``: off.
+        cv_classifier: the classifier of that probe, ``svm`` (linear SVM) or ``logreg``.
     """
 
     enabled: bool = True
@@ -29,6 +33,8 @@ class ProbeConfig:
     train_size: int | None = None
     batch_size: int = 512
     seed: int = 0
+    cv_folds: int = 0
+    cv_classifier: str = "svm"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -39,3 +45,7 @@ class ProbeConfig:
             raise ConfigError(f"probe.train_size must be at least 2, got {self.train_size}")
         if self.batch_size < 1:
             raise ConfigError(f"probe.batch_size must be positive, got {self.batch_size}")
+        if self.cv_folds < 0 or self.cv_folds == 1:
+            raise ConfigError(f"probe.cv_folds must be 0 (off) or at least 2, got {self.cv_folds}")
+        if self.cv_classifier not in ("svm", "logreg"):
+            raise ConfigError(f"probe.cv_classifier must be svm or logreg, got {self.cv_classifier!r}")

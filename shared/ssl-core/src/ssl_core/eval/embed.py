@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.eval.config import ProbeConfig
+from ssl_core.eval.crossval import cross_val_accuracy
 from ssl_core.eval.knn import knn_accuracy
 from ssl_core.eval.linear import linear_probe
 from ssl_core.train.data import to_device
@@ -77,7 +78,8 @@ def probe_table(
 
     Returns:
         ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
-        rows in the order of ``embedders`` followed by ``"raw_input"``.
+        rows in the order of ``embedders`` followed by ``"raw_input"``. With ``config.cv_folds`` each row also
+        has ``cv_top1`` and ``cv_std``: the cross-validated accuracy on the training and test inputs together.
     """
     if bundle.probe_train is None or bundle.probe_test is None:
         raise ValueError("the data has no labels to probe with")
@@ -95,15 +97,28 @@ def probe_table(
         row = {"knn_top1": knn_accuracy(e_train, train.labels, e_test, test.labels, config.k, config.knn_temperature)}
         if config.linear:
             row["linear_top1"] = linear_probe(e_train, train.labels, e_test, test.labels, seed=config.seed).top1
+        if config.cv_folds:
+            cv = cross_val_accuracy(
+                torch.cat([e_train, e_test]),
+                torch.cat([train.labels, test.labels]),
+                folds=config.cv_folds,
+                classifier=config.cv_classifier,
+                seed=config.seed,
+            )
+            row["cv_top1"], row["cv_std"] = cv.mean, cv.std
         table[name] = {k: round(v, 4) for k, v in row.items()}
     return table
 
 
 def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
     """The probe table as aligned text, accuracies in percent."""
-    cols = ["knn_top1", "linear_top1"]
-    lines = [f"{'':<14}{'kNN top-1':>12}{'linear top-1':>14}"]
+    cv = any("cv_top1" in row for row in table.values())
+    lines = [f"{'':<14}{'kNN top-1':>12}{'linear top-1':>14}" + (f"{'cross-val':>18}" if cv else "")]
     for name, row in table.items():
-        cells = [f"{100 * row[c]:.2f}%" if c in row else "-" for c in cols]
-        lines.append(f"{name:<14}{cells[0]:>12}{cells[1]:>14}")
+        cells = [f"{100 * row[c]:.2f}%" if c in row else "-" for c in ("knn_top1", "linear_top1")]
+        line = f"{name:<14}{cells[0]:>12}{cells[1]:>14}"
+        if cv:
+            cell = f"{100 * row['cv_top1']:.2f} ± {100 * row['cv_std']:.2f}%" if "cv_top1" in row else "-"
+            line += f"{cell:>18}"
+        lines.append(line)
     return "\n".join(lines)
