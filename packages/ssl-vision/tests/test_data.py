@@ -65,3 +65,43 @@ def test_bad_folders_name_the_problem(tmp_path):
     with pytest.raises(DataError, match="cannot read image .*0.png"):
         b = load_data(VisionDataConfig(path=str(tmp_path / "broken")))
         [b.train[i] for i in range(len(b.train))]
+
+
+def test_npy_folder_and_file(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (30, 12, 12, 3), dtype=np.uint8)  # channels last
+    np.save(tmp_path / "images.npy", x)
+    np.save(tmp_path / "labels.npy", np.arange(30) % 3)
+    b = load_data(VisionDataConfig(path=str(tmp_path)))
+    assert b.info.channels == 3 and b.info.image_size == 12 and b.info.num_classes == 3
+    assert len(b.train) == 24 and len(b.probe_test.labels) == 6  # 20% of each class held out
+    # channels-last arrays are transposed to (C, H, W)
+    assert any(torch.equal(b.train[0], torch.from_numpy(x[i]).permute(2, 0, 1)) for i in range(30))
+    # a test split given as files is used as is; float images in [0, 1] are scaled to uint8
+    np.save(tmp_path / "test_images.npy", (x[:5, :, :, 0] / 255.0).astype(np.float32))
+    np.save(tmp_path / "test_labels.npy", np.zeros(5, dtype=np.int64))
+    np.save(tmp_path / "images.npy", x[..., 0])
+    b = load_data(VisionDataConfig(path=str(tmp_path)))
+    assert len(b.train) == 30 and len(b.probe_test.labels) == 5 and b.info.channels == 1
+    # one file: unlabelled images, the probes are skipped
+    np.save(tmp_path / "only.npy", rng.random((7, 1, 10, 10)).astype(np.float32))
+    b = load_data(VisionDataConfig(path=str(tmp_path / "only.npy")))
+    assert b.probe_train is None and len(b.train) == 7 and b.train[0].shape == (1, 10, 10)
+
+
+def test_bad_npy_arrays_name_the_problem(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.zeros((4, 5)))
+    with pytest.raises(DataError, match="expected images"):
+        load_data(VisionDataConfig(path=str(tmp_path / "a.npy")))
+    np.save(tmp_path / "b.npy", np.full((4, 8, 8), 3.0))
+    with pytest.raises(DataError, match=r"must lie in \[0, 1\]"):
+        load_data(VisionDataConfig(path=str(tmp_path / "b.npy")))
+    (tmp_path / "f").mkdir()
+    np.save(tmp_path / "f" / "images.npy", np.zeros((4, 8, 8), np.uint8))
+    np.save(tmp_path / "f" / "labels.npy", np.zeros(3, np.int64))
+    with pytest.raises(DataError, match="must hold 4 integer labels"):
+        load_data(VisionDataConfig(path=str(tmp_path / "f")))

@@ -23,3 +23,38 @@ def test_views_are_seeded_and_differ():
     c1, _ = ds[(0, 6)]
     assert torch.equal(a1, b1) and torch.equal(a2, b2)  # same seed, same views
     assert not torch.equal(a1, a2) and not torch.equal(a1, c1)  # two different views; another seed differs
+
+
+def test_multicrop_global_then_local_views():
+    from ssl_vision.transforms import MultiCropConfig, multicrop_transform
+
+    info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3])
+    t = multicrop_transform(MultiCropConfig(n_local=3), info)
+    views = t(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8))
+    assert [v.shape[-1] for v in views] == [28, 28, 12, 12, 12]
+    ds = PretextDataset([torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)], t)
+    assert all(torch.equal(a, b) for a, b in zip(ds[(0, 1)], ds[(0, 1)], strict=True))
+    assert not torch.equal(ds[(0, 1)][2], ds[(0, 1)][3])  # each local view is its own draw
+
+
+def test_byol_views_are_asymmetric_and_mae_view_keeps_colours():
+    from ssl_vision.transforms import byol_views, mae_view
+
+    v1, v2 = byol_views()
+    assert (v1.blur_prob, v1.solarize_prob) == (1.0, 0.0) and (v2.blur_prob, v2.solarize_prob) == (0.1, 0.2)
+    info = ImageInfo(channels=1, image_size=16, mean=[0.0], std=[1.0])
+    t = view_transform(mae_view(), info)
+    # with no colour changes, a full-scale crop of a constant image stays that constant
+    x = torch.full((1, 16, 16), 51, dtype=torch.uint8)
+    torch.testing.assert_close(t(x), torch.full((1, 16, 16), 0.2))
+
+
+def test_view_settings_are_checked():
+    import pytest
+
+    from ssl_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="crop_scale"):
+        ViewConfig(crop_scale=[0.5, 0.2])
+    with pytest.raises(ConfigError, match="probabilities"):
+        ViewConfig(blur_prob=1.5)

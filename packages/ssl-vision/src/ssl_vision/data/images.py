@@ -1,4 +1,4 @@
-"""Image data sets: Fashion-MNIST (embedded default), scikit-learn digits, IDX folders, image folders."""
+"""Image data sets: Fashion-MNIST (embedded default), scikit-learn digits, IDX and ``.npy`` arrays, image folders."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torchvision.transforms import v2
 
 from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.errors import DataError
+from ssl_vision.data.arrays import is_npy_folder, load_npy_folder, read_npy_images
 from ssl_vision.data.idx import is_idx_folder, load_idx_folder
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -37,6 +38,8 @@ DATASETS = {
     "digits": "scikit-learn's bundled digits, 1,797 8x8 images upsampled to 28x28, 10 classes (offline fallback)",
     "folder": "--data PATH: a folder of images (.png, .jpg, ...); class subfolders give probe labels; "
     "a folder of MNIST-style IDX files also works",
+    "npy": "--data PATH: a .npy file of images (N, H, W) / (N, C, H, W) / (N, H, W, C), or a folder with "
+    "images.npy and optionally labels.npy, test_images.npy, test_labels.npy",
 }
 
 
@@ -47,7 +50,9 @@ class VisionDataConfig:
     Args:
         name: ``auto`` (``path`` if given, else Fashion-MNIST, else scikit-learn digits), ``fashion_mnist``
             or ``digits``.
-        path: a folder of images (class subfolders give labels) or of MNIST-style IDX files.
+        path: a folder of images (class subfolders give labels), of MNIST-style IDX files or of ``.npy``
+            arrays (``images.npy`` [+ ``labels.npy``, ``test_images.npy``, ``test_labels.npy``]), or one
+            ``.npy`` file of unlabelled images.
         image_size: side of the square images (default: 28 for IDX and digits, 64 for image folders).
         channels: 1 (grayscale) or 3 (RGB); default: as stored (image folders: 3).
         test_fraction: share of each class held out as the probe test set when the data has no test split.
@@ -220,6 +225,31 @@ def _from_arrays(name: str, x_tr, y_tr, x_te, y_te, cfg: VisionDataConfig, sourc
     return _bundle(x_tr, y_tr, x_te, y_te, cfg, desc, num_classes)
 
 
+def _unlabelled_arrays(x: torch.Tensor, cfg: VisionDataConfig, source: str) -> DataBundle:
+    """Pretraining images without labels (the probes are skipped)."""
+    x = _as_nchw(x, cfg.channels, cfg.image_size)
+    if cfg.max_train is not None:
+        x = x[: cfg.max_train]
+    train = ImageTensors(x)
+    mean, std = _channel_stats(train)
+    c, s = x.shape[1], x.shape[-1]
+    return DataBundle(
+        train=train,
+        info=ImageInfo(channels=c, image_size=s, mean=mean, std=std),
+        description=f"{len(x):,} unlabelled images from {source}, {c}x{s}x{s}",
+    )
+
+
+def load_npy(root: Path, cfg: VisionDataConfig) -> DataBundle:
+    """A ``.npy`` file of images (unlabelled), or a folder of ``.npy`` arrays (see :mod:`ssl_vision.data.arrays`)."""
+    if root.is_file():
+        return _unlabelled_arrays(read_npy_images(root), cfg, str(root))
+    x, y, xt, yt = load_npy_folder(root)
+    if y is None:
+        return _unlabelled_arrays(x, cfg, str(root))
+    return _from_arrays("NumPy images", x, y, xt, yt, cfg, str(root))
+
+
 def load_digits_images(cfg: VisionDataConfig) -> DataBundle:
     """scikit-learn's bundled digits (1,797 8x8 images, 10 classes), upsampled to 28x28 by default."""
     from sklearn.datasets import load_digits
@@ -290,8 +320,12 @@ def load_data(cfg: VisionDataConfig) -> DataBundle:
         root = Path(cfg.path).expanduser()
         if not root.exists():
             raise DataError(f"data path not found: {root}")
+        if root.is_file() and root.suffix == ".npy":
+            return load_npy(root, cfg)
         if not root.is_dir():
-            raise DataError(f"--data must be a folder of images or of IDX files, got the file {root}")
+            raise DataError(f"--data must be a folder (images, IDX or .npy files) or a .npy file, got the file {root}")
+        if is_npy_folder(root):
+            return load_npy(root, cfg)
         if is_idx_folder(root):
             return _from_arrays("IDX images", *load_idx_folder(root), cfg, str(root))
         return load_image_folder(VisionDataConfig(**{**cfg.__dict__, "path": str(root)}))

@@ -30,6 +30,12 @@ class ResNetConfig:
     in_channels: int | None = None
     small_stem: bool = True
 
+    @classmethod
+    def resnet18(cls, in_channels: int | None = None) -> ResNetConfig:
+        """ResNet-18 with the small-image stem: 11.2 M parameters, 512-d embedding
+        (``--set method.backbone.layers=[2,2,2,2] method.backbone.width=64`` on the command line)."""
+        return cls(layers=[2, 2, 2, 2], width=64, in_channels=in_channels)
+
     def __post_init__(self) -> None:
         if not self.layers or any(n < 1 for n in self.layers):
             raise ValueError(f"ResNetConfig.layers must be positive block counts, got {list(self.layers)}")

@@ -1,5 +1,21 @@
 """Image augmentations for self-supervised views."""
 
-from ssl_vision.transforms.views import MultiView, ViewConfig, view_transform
+from ssl_vision.transforms.views import (
+    MultiCropConfig,
+    MultiView,
+    ViewConfig,
+    byol_views,
+    mae_view,
+    multicrop_transform,
+    view_transform,
+)
 
-__all__ = ["MultiView", "ViewConfig", "view_transform"]
+__all__ = [
+    "MultiCropConfig",
+    "MultiView",
+    "ViewConfig",
+    "byol_views",
+    "mae_view",
+    "multicrop_transform",
+    "view_transform",
+]

@@ -15,9 +15,12 @@ from ssl_vision.data.images import ImageInfo
 class ViewConfig:
     """The augmentations of one view (SimCLR, Chen et al., 2020, appendix A), as data.
 
-    Colour settings that need RGB (saturation, hue, grayscale) are skipped for 1-channel images.
+    Colour settings that need RGB (saturation, hue, grayscale) are skipped for 1-channel images. The
+    views of the other methods are values of this class: :func:`byol_views`, :func:`mae_view` and the
+    global and local crops of :class:`MultiCropConfig`.
 
     Args:
+        size: side of the output view (``None``: the image size); multi-crop's local views are smaller.
         crop_scale: area range of ``RandomResizedCrop`` (SimCLR: 0.08-1 on ImageNet; 0.2-1 suits 28-32 px).
         crop_ratio: aspect-ratio range of the crop.
         hflip: probability of a horizontal flip.
@@ -28,6 +31,7 @@ class ViewConfig:
         solarize_prob: probability of solarisation (BYOL's second view).
     """
 
+    size: int | None = None
     crop_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
     crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
     hflip: float = 0.5
@@ -40,12 +44,73 @@ class ViewConfig:
     blur_prob: float = 0.0
     solarize_prob: float = 0.0
 
+    def __post_init__(self) -> None:
+        from ssl_core.errors import ConfigError
+
+        if len(self.crop_scale) != 2 or len(self.crop_ratio) != 2:
+            raise ConfigError("a view's crop_scale and crop_ratio are [low, high] pairs")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"a view's crop_scale must satisfy 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if self.size is not None and self.size < 4:
+            raise ConfigError(f"a view's size must be at least 4 pixels, got {self.size}")
+        probs = (self.hflip, self.jitter_prob, self.grayscale_prob, self.blur_prob, self.solarize_prob)
+        if not all(0 <= p <= 1 for p in probs):
+            raise ConfigError("a view's probabilities (hflip, jitter_prob, grayscale_prob, ...) must lie in [0, 1]")
+
+
+def byol_views() -> list[ViewConfig]:
+    """BYOL's asymmetric pair (Grill et al., 2020, table 6): blur always on the first view; rarely blurred
+    and sometimes solarised on the second; weaker saturation jitter than SimCLR."""
+    common = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+    return [ViewConfig(blur_prob=1.0, **common), ViewConfig(blur_prob=0.1, solarize_prob=0.2, **common)]
+
+
+def mae_view() -> ViewConfig:
+    """MAE's light augmentation (He et al., 2022): a random resized crop and a flip, no colour changes."""
+    return ViewConfig(jitter_prob=0.0, grayscale_prob=0.0)
+
+
+@dataclass
+class MultiCropConfig:
+    """Multi-crop (Caron et al., 2020, SwAV; used by DINO): a few global views at full size and several
+    small local views of small regions; only the global views are given to the teacher / used as codes.
+
+    Args:
+        global_views: one :class:`ViewConfig` per global view (DINO: blur on the first, solarisation on
+            the second). Crop scales 0.4-1 (DINO; SwAV: 0.14-1).
+        local_view: the settings of every local view (DINO: 96 of 224 pixels, scale 0.05-0.4; here 12 of
+            28 pixels).
+        n_local: number of local views (6 in DINO's and SwAV's small-compute settings).
+    """
+
+    global_views: list[ViewConfig] = field(
+        default_factory=lambda: [
+            ViewConfig(crop_scale=[0.4, 1.0], blur_prob=1.0, saturation=0.2),
+            ViewConfig(crop_scale=[0.4, 1.0], blur_prob=0.1, solarize_prob=0.2, saturation=0.2),
+        ]
+    )
+    local_view: ViewConfig = field(
+        default_factory=lambda: ViewConfig(size=12, crop_scale=[0.05, 0.4], blur_prob=0.5, saturation=0.2)
+    )
+    n_local: int = 6
+
+    def __post_init__(self) -> None:
+        from ssl_core.errors import ConfigError
+
+        if len(self.global_views) < 2:
+            raise ConfigError(f"multi-crop needs at least 2 global views, got {len(self.global_views)}")
+        if self.n_local < 0:
+            raise ConfigError(f"n_local must be >= 0, got {self.n_local}")
+
 
 def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
-    """Build the transform ``uint8 (C, H, W) -> normalised float (C, S, S)`` of one view (``S = info.image_size``)."""
+    """Build the transform ``uint8 (C, H, W) -> normalised float (C, S, S)`` of one view
+    (``S = cfg.size``, by default ``info.image_size``)."""
     rgb = info.channels == 3
+    size = cfg.size or info.image_size
     ops: list[Callable] = [
-        v2.RandomResizedCrop(info.image_size, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio), antialias=True)
+        v2.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), ratio=tuple(cfg.crop_ratio), antialias=True)
     ]
     if cfg.hflip > 0:
         ops.append(v2.RandomHorizontalFlip(cfg.hflip))
@@ -55,7 +120,7 @@ def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
     if rgb and cfg.grayscale_prob > 0:
         ops.append(v2.RandomGrayscale(cfg.grayscale_prob))
     if cfg.blur_prob > 0:
-        k = max(3, (info.image_size // 10) | 1)  # odd kernel, about 10% of the side
+        k = max(3, (size // 10) | 1)  # odd kernel, about 10% of the side
         ops.append(v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1, 2.0))], p=cfg.blur_prob))
     if cfg.solarize_prob > 0:
         ops.append(v2.RandomSolarize(128, p=cfg.solarize_prob))
@@ -71,3 +136,13 @@ class MultiView:
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(t(image) for t in self.transforms)
+
+
+def multicrop_transform(cfg: MultiCropConfig, info: ImageInfo) -> MultiView:
+    """The views of multi-crop: the global views first, then ``n_local`` local views.
+
+    Shapes:
+        - output: ``len(global_views)`` tensors ``(C, S, S)``, then ``n_local`` tensors ``(C, s, s)``
+    """
+    local = view_transform(cfg.local_view, info)
+    return MultiView([view_transform(v, info) for v in cfg.global_views] + [local] * cfg.n_local)
