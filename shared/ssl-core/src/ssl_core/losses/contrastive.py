@@ -1,21 +1,18 @@
-"""Contrastive objectives."""
+"""Instance-contrastive objectives: NT-Xent (SimCLR), InfoNCE (MoCo) and decoupled contrastive learning (DCL).
+
+All three are plain dense functions over the ``(anchors, candidates)`` similarity matrix; the kernels in
+:mod:`ssl_core.kernels` compute the same values without materialising it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.distributed import gather_with_grad, get_rank
-
-
-def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor) -> None:
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(
-            f"expected two (N, D) embeddings of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
-        )
-    if z_a.shape[0] < 1:
-        raise ValueError("nt_xent needs at least one pair")
+from ssl_core.losses._common import check_pair, check_positive, gather
 
 
 def nt_xent(
@@ -45,17 +42,13 @@ def nt_xent(
         - z_a, z_b: ``(N, D)``
         - output: scalar
     """
-    _check_pair(z_a, z_b)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    check_pair(z_a, z_b, "nt_xent")
+    check_positive(temperature, "temperature")
     n = z_a.shape[0]
     z_a, z_b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
     anchors = torch.cat([z_a, z_b])  # (2n, D)
-    if gather_distributed:
-        g_a, g_b = gather_with_grad(z_a), gather_with_grad(z_b)
-        offset = get_rank() * n  # this rank's rows among the gathered ones
-    else:
-        g_a, g_b, offset = z_a, z_b, 0
+    g_a, offset = gather(z_a, gather_distributed)
+    g_b, _ = gather(z_b, gather_distributed)
     big_n = g_a.shape[0]
     candidates = torch.cat([g_a, g_b])  # (2N, D)
     logits = anchors @ candidates.T / temperature  # (2n, 2N)
@@ -67,6 +60,159 @@ def nt_xent(
         torch.zeros_like(logits, dtype=torch.bool).index_put_((rows, self_idx), torch.tensor(True)), float("-inf")
     )
     return F.cross_entropy(logits, pos_idx)
+
+
+def info_nce(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    queue: torch.Tensor | None = None,
+    temperature: float = 0.2,
+    gather_distributed: bool = False,
+) -> torch.Tensor:
+    r"""InfoNCE of queries against keys (CPC, van den Oord et al., 2018; MoCo, He et al., 2020, eq. 1).
+
+    Queries and keys are L2-normalised; ``key[i]`` is the positive of ``query[i]``.
+
+    - With a ``queue`` (MoCo v1/v2) the negatives are the queued keys, a memory bank of earlier batches
+      (see :class:`ssl_core.teacher.FeatureQueue`), and each query has ``1 + K`` candidates:
+      :math:`\ell_i = -\log \frac{\exp(q_i\cdot k_i/\tau)}{\exp(q_i\cdot k_i/\tau) + \sum_{j} \exp(q_i\cdot
+      m_j/\tau)}`. The loss of a query depends on no other sample of the batch, so gathering is not needed.
+    - Without a queue (MoCo v3, CPC) the negatives are the other keys of the batch -- of every rank with
+      ``gather_distributed=True`` -- and each query has ``N`` candidates.
+
+    The mean is over the (local) queries. The caller stops the gradient into the keys where the method says
+    so (MoCo's keys come from the momentum encoder). MoCo v3 scales this loss by :math:`2\tau`; that factor
+    is left to the method.
+
+    Args:
+        query: query embeddings.
+        key: key embeddings; row ``i`` is the positive of ``query[i]``.
+        queue: optional memory bank of negative keys (normalised again here).
+        temperature: :math:`\tau`; MoCo v1 uses 0.07, MoCo v2 0.2, MoCo v3 0.2 (ViT) or 1.0 (ResNet).
+        gather_distributed: without a queue, take the negative keys from every rank.
+
+    Shapes:
+        - query, key: ``(N, D)``
+        - queue: ``(K, D)``
+        - output: scalar
+    """
+    check_pair(query, key, "info_nce")
+    check_positive(temperature, "temperature")
+    q, k = F.normalize(query, dim=1), F.normalize(key, dim=1)
+    if queue is not None:
+        if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+            raise ValueError(f"info_nce expects a (K, {q.shape[1]}) queue, got {tuple(queue.shape)}")
+        l_pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
+        l_neg = q @ F.normalize(queue, dim=1).T  # (N, K)
+        logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+        return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    keys, offset = gather(k, gather_distributed)
+    logits = q @ keys.T / temperature  # (n, N)
+    return F.cross_entropy(logits, torch.arange(len(q), device=q.device) + offset)
+
+
+def dcl(
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    temperature: float = 0.1,
+    weight_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    gather_distributed: bool = False,
+) -> torch.Tensor:
+    r"""Decoupled contrastive loss (DCL; Yeh et al., 2022, eq. 6): NT-Xent without the positive in the denominator.
+
+    With L2-normalised views :math:`z^{(1)} = z_a`, :math:`z^{(2)} = z_b`, every embedding
+    :math:`z_i^{(k)}` is an anchor:
+
+    .. math::
+        \ell_i^{(k)} = -w_i\,\langle z_i^{(1)}, z_i^{(2)}\rangle/\tau
+            + \log \sum_{l \in \{1,2\},\, j \ne i} \exp(\langle z_i^{(k)}, z_j^{(l)}\rangle/\tau),
+        \qquad L = \frac{1}{2N}\sum_{i,k} \ell_i^{(k)}
+
+    The denominator holds the ``2N - 2`` negatives only, which removes the negative-positive coupling of
+    InfoNCE. ``weight_fn`` gives the positive weights :math:`w_i` (1 without it); :func:`dclw` uses the
+    von Mises-Fisher weighting. Same reduction as lightly's ``DCLLoss``.
+
+    Args:
+        z_a: embeddings of the first view.
+        z_b: embeddings of the second view; row ``i`` is the positive of ``z_a[i]``.
+        temperature: :math:`\tau` (the paper uses 0.1 on ImageNet).
+        weight_fn: ``weight_fn(z_a, z_b) -> (N,)`` weights of the positive terms, called on the normalised
+            local views; weights are used as given (detach them inside ``weight_fn`` if they should not be
+            differentiated).
+        gather_distributed: take negatives from every rank.
+
+    Shapes:
+        - z_a, z_b: ``(N, D)``
+        - output: scalar
+    """
+    check_pair(z_a, z_b, "dcl")
+    check_positive(temperature, "temperature")
+    n = z_a.shape[0]
+    if n < 2 and not gather_distributed:
+        raise ValueError("dcl needs at least two pairs: with one there are no negatives")
+    z_a, z_b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    positive = (z_a * z_b).sum(dim=1) / temperature  # (n,)
+    if weight_fn is not None:
+        weights = weight_fn(z_a, z_b)
+        if weights.shape != (n,):
+            raise ValueError(f"weight_fn must return ({n},) weights, got {tuple(weights.shape)}")
+        positive = positive * weights
+    g_a, offset = gather(z_a, gather_distributed)
+    g_b, _ = gather(z_b, gather_distributed)
+    big_n = g_a.shape[0]
+    anchors = torch.cat([z_a, z_b])  # (2n, D)
+    logits = anchors @ torch.cat([g_a, g_b]).T / temperature  # (2n, 2N)
+    local = torch.arange(n, device=z_a.device) + offset
+    # drop each anchor's own column and its positive's: both sit at `local` and `local + N`
+    same_sample = torch.zeros_like(logits, dtype=torch.bool)
+    rows = torch.arange(2 * n, device=z_a.device)
+    cols = torch.cat([local, local])
+    same_sample[rows, cols] = True
+    same_sample[rows, cols + big_n] = True
+    negative = torch.logsumexp(logits.masked_fill(same_sample, float("-inf")), dim=1)  # (2n,)
+    return (negative - positive.repeat(2)).mean()
+
+
+def dclw(
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    temperature: float = 0.1,
+    sigma: float = 0.5,
+    gather_distributed: bool = False,
+) -> torch.Tensor:
+    r"""Weighted decoupled contrastive loss (DCLW; Yeh et al., 2022, eq. 7).
+
+    :func:`dcl` with the von Mises-Fisher weight of each positive pair,
+
+    .. math::
+        w_i = 2 - \frac{\exp(\langle z_i^{(1)}, z_i^{(2)}\rangle/\sigma)}
+                      {\mathbb{E}_j\,\exp(\langle z_j^{(1)}, z_j^{(2)}\rangle/\sigma)},
+
+    which up-weights hard positives (views that disagree). The expectation is over the global batch (all
+    ranks with ``gather_distributed=True``), and the weights are constants for the gradient, as in lightly's
+    ``DCLWLoss`` and the authors' code.
+
+    Args:
+        z_a: embeddings of the first view.
+        z_b: embeddings of the second view; row ``i`` is the positive of ``z_a[i]``.
+        temperature: :math:`\tau`.
+        sigma: :math:`\sigma` of the weighting (paper: 0.5).
+        gather_distributed: take negatives, and the expectation, over every rank.
+
+    Shapes:
+        - z_a, z_b: ``(N, D)``
+        - output: scalar
+    """
+    check_pair(z_a, z_b, "dclw")
+    check_positive(sigma, "sigma")
+
+    def von_mises_fisher(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        sim = ((a * b).sum(dim=1) / sigma).detach()  # (n,)
+        all_sim, _ = gather(sim, gather_distributed)
+        # exp(s_i) / mean_j exp(s_j), computed stably as N * softmax
+        return 2 - torch.exp(sim - torch.logsumexp(all_sim, dim=0)) * all_sim.shape[0]
+
+    return dcl(z_a, z_b, temperature, von_mises_fisher, gather_distributed)
 
 
 class NTXentLoss(nn.Module):
@@ -84,3 +230,63 @@ class NTXentLoss(nn.Module):
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         return nt_xent(z_a, z_b, self.temperature, self.gather_distributed)
+
+
+class InfoNCELoss(nn.Module):
+    """Module form of :func:`info_nce` (MoCo); the queue, if any, is passed to ``forward``.
+
+    Args:
+        temperature: softmax temperature.
+        gather_distributed: without a queue, take negative keys from every rank.
+    """
+
+    def __init__(self, temperature: float = 0.2, gather_distributed: bool = False) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.gather_distributed = gather_distributed
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor | None = None) -> torch.Tensor:
+        return info_nce(query, key, queue, self.temperature, self.gather_distributed)
+
+
+class DCLLoss(nn.Module):
+    """Module form of :func:`dcl` (decoupled contrastive learning).
+
+    Args:
+        temperature: softmax temperature.
+        weight_fn: optional weights of the positive terms.
+        gather_distributed: take negatives from every rank.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        weight_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.weight_fn = weight_fn
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        return dcl(z_a, z_b, self.temperature, self.weight_fn, self.gather_distributed)
+
+
+class DCLWLoss(nn.Module):
+    """Module form of :func:`dclw` (DCL with von Mises-Fisher weights).
+
+    Args:
+        temperature: softmax temperature.
+        sigma: temperature of the weighting.
+        gather_distributed: take negatives from every rank.
+    """
+
+    def __init__(self, temperature: float = 0.1, sigma: float = 0.5, gather_distributed: bool = False) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.sigma = sigma
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        return dclw(z_a, z_b, self.temperature, self.sigma, self.gather_distributed)
