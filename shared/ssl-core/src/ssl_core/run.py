@@ -7,6 +7,7 @@ A run folder holds::
     checkpoints/      step_<N>/ folders (see ssl_core.train.checkpoint)
     log.csv, tb/      training logs (CSV and TensorBoard)
     plots/loss.png    the loss curve
+    plots/embeddings.png  a t-SNE map of 2,000 test embeddings coloured by class (with the probes)
     metrics.json      probe accuracies: {"pretrained": ..., "random_init": ..., "raw_input": ...}
     summary.json      steps, wall times, throughput and probe settings
 """
@@ -30,6 +31,7 @@ from ssl_core.config import RunConfig, base_config, load_config, merge, read_rec
 from ssl_core.data import DataBundle
 from ssl_core.errors import CheckpointError, ConfigError
 from ssl_core.eval.embed import format_table, probe_table
+from ssl_core.eval.plots import EMBEDDINGS_PLOT, plot_test_embeddings
 from ssl_core.method import Method
 from ssl_core.modality import Modality, Recipe
 from ssl_core.registry import resolve
@@ -170,7 +172,7 @@ def pretrain(
         if bundle.probe_train is None:
             _say("probes: skipped, the data has no labels")
         else:
-            table = _probe(recipe, cfg, bundle, method, dist_info.device)
+            table = _probe(recipe, cfg, bundle, method, dist_info.device, run_dir)
             _write_json(run_dir / METRICS_FILE, table)
     wall = time.perf_counter() - t0
     if dist_info.is_main:
@@ -185,7 +187,9 @@ def pretrain(
     return run_dir
 
 
-def _probe(recipe: Recipe, cfg: RunConfig, bundle: DataBundle, method: Method, device: torch.device) -> dict:
+def _probe(
+    recipe: Recipe, cfg: RunConfig, bundle: DataBundle, method: Method, device: torch.device, run_dir: Path
+) -> dict:
     n_train = len(bundle.probe_train.labels)
     n_used = n_train if cfg.probe.train_size is None else min(cfg.probe.train_size, n_train)
     _say(
@@ -196,7 +200,13 @@ def _probe(recipe: Recipe, cfg: RunConfig, bundle: DataBundle, method: Method, d
     method.eval()
     untrained.eval()
     try:
-        return probe_table(bundle, {"pretrained": method.embed, "random_init": untrained.embed}, cfg.probe, device)
+        table = probe_table(bundle, {"pretrained": method.embed, "random_init": untrained.embed}, cfg.probe, device)
+        if len(bundle.probe_test.labels) >= 3:  # t-SNE of the pretrained test embeddings, a few seconds
+            out = run_dir / "plots" / EMBEDDINGS_PLOT
+            plot_test_embeddings(
+                method.embed, bundle.probe_test, out, 2000, cfg.probe.seed, device, bundle.collate_fn, cfg.recipe
+            )
+        return table
     finally:
         method.train()
 
@@ -243,6 +253,6 @@ def evaluate(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     method = build_method(recipe, cfg, bundle)
     load_weights(method, ckpt)
     _say(f"checkpoint: {ckpt}")
-    table = _probe(recipe, cfg, bundle, method.to(device), device)
+    table = _probe(recipe, cfg, bundle, method.to(device), device, run_dir)
     _write_json(run_dir / METRICS_FILE, table)
     return table
