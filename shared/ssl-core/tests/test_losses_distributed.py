@@ -11,17 +11,36 @@ from ssl_core.testing import run_distributed
 from ssl_core.testing.dist_checks import assert_same_as_one_process, sliced_loss_grads
 
 pytestmark = pytest.mark.distributed
+CHECKS = "ssl_core.testing.dist_checks"
 
 
 def _cases() -> list[dict]:
     g = torch.Generator().manual_seed(0)
     r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     pair = lambda n, d: {"z_a": (r(n, d), 0), "z_b": (r(n, d), 0)}  # noqa: E731
+    mask = torch.rand(8, 5, generator=g) < 0.5
     return [
         {"fn": "ssl_core.losses:nt_xent", "sliced": pair(8, 5), "args": {"temperature": 0.3}},
         {"fn": "ssl_core.losses:info_nce", "sliced": {"query": (r(8, 5), 0), "key": (r(8, 5), 0)}},
         {"fn": "ssl_core.losses:dcl", "sliced": pair(8, 5), "args": {"temperature": 0.3}},
         {"fn": "ssl_core.losses:dclw", "sliced": pair(8, 5), "args": {"temperature": 0.3, "sigma": 0.5}},
+        {"fn": "ssl_core.losses:barlow_twins", "sliced": pair(8, 5), "args": {"lambda_": 0.1}},
+        {"fn": "ssl_core.losses:vicreg", "sliced": pair(8, 5)},
+        {"fn": "ssl_core.losses:koleo", "sliced": {"z": (r(8, 5), 0)}},
+        {
+            "fn": "ssl_core.losses:swav_loss",
+            "sliced": {"high_res_scores": (r(2, 8, 4), 1), "low_res_scores": (r(3, 8, 4), 1)},
+        },
+        {"fn": f"{CHECKS}:sinkhorn_codes", "sliced": {"scores": (r(8, 4), 0)}},
+        {
+            "fn": f"{CHECKS}:dino_loss_and_center",
+            "sliced": {"student_out": (r(4, 8, 6), 1), "teacher_out": (r(2, 8, 6), 1)},
+        },
+        {
+            "fn": f"{CHECKS}:ibot_loss_and_center",
+            "sliced": {"student_patches": (r(8, 5, 6), 0), "teacher_patches": (r(8, 5, 6), 0), "mask": (mask, 0)},
+        },
+        {"fn": f"{CHECKS}:queue_after_enqueue", "sliced": {"features": (r(8, 3), 0)}},
     ]
 
 

@@ -41,19 +41,33 @@ def _resolve(path: str):
     return getattr(importlib.import_module(module), name)
 
 
+def _run_case(case: dict, leaves: dict, kwargs: dict, scale: float) -> dict:
+    out = _resolve(case["fn"])(**leaves, **kwargs)
+    out = out if isinstance(out, dict) else {"loss": out}
+    result = {"sliced": out.get("sliced", {}), "replicated": out.get("replicated", {}), "grads": {}}
+    loss = out.get("loss")
+    if loss is not None:
+        result["loss"] = loss.detach()
+        if loss.requires_grad:
+            (loss * scale).backward()
+            result["grads"] = {arg: leaf.grad for arg, leaf in leaves.items() if leaf.grad is not None}
+    return result
+
+
 def sliced_loss_grads(rank: int, world: int, cases: list[dict]) -> list[dict]:
-    """Run each case on this rank's slice of the global batch; return its loss and input gradients.
+    """Run each case on this rank's slice of the global batch; return its loss, input gradients and state.
 
     A case is ``{"fn": "module:function", "sliced": {arg: (tensor, dim)}, "args": {arg: value}}``: every
     ``sliced`` tensor is cut into ``world`` equal parts along ``dim`` and this rank's part becomes a leaf
     with gradient; ``args`` are passed unchanged. ``fn`` is called with ``gather_distributed=True`` unless
-    the case sets ``"gather_kwarg": None``. The backward pass uses ``loss / world``, as DDP's averaging
-    of parameter gradients would, so the gradients of all ranks concatenated equal those of one process
-    on the global batch.
+    the case sets ``"gather_kwarg": None``. It returns a scalar loss, or a dict with an optional ``"loss"``,
+    ``"sliced"`` outputs ``{name: (tensor, dim)}`` (per-sample, concatenated over ranks) and
+    ``"replicated"`` outputs ``{name: tensor}`` (state every rank must hold alike, such as a centre).
+    The backward pass uses ``loss / world``, as DDP's averaging of parameter gradients would, so the
+    gradients of all ranks concatenated equal those of one process on the global batch.
     """
     results = []
     for case in cases:
-        fn = _resolve(case["fn"])
         leaves = {}
         for arg, (tensor, dim) in case["sliced"].items():
             n = tensor.shape[dim] // world
@@ -62,12 +76,7 @@ def sliced_loss_grads(rank: int, world: int, cases: list[dict]) -> list[dict]:
         gather_kwarg = case.get("gather_kwarg", "gather_distributed")
         if gather_kwarg is not None:
             kwargs[gather_kwarg] = True
-        loss = fn(**leaves, **kwargs)
-        grads = {}
-        if loss.requires_grad:
-            (loss / world).backward()
-            grads = {arg: leaf.grad for arg, leaf in leaves.items() if leaf.grad is not None}
-        results.append({"loss": loss.detach(), "grads": grads})
+        results.append(_run_case(case, leaves, kwargs, 1.0 / world))
     return results
 
 
@@ -75,33 +84,64 @@ def one_process_loss_grads(cases: list[dict]) -> list[dict]:
     """The reference for :func:`sliced_loss_grads`: each case on the whole batch in this process."""
     results = []
     for case in cases:
-        fn = _resolve(case["fn"])
         leaves = {
             arg: tensor.clone().requires_grad_(tensor.is_floating_point())
             for arg, (tensor, _) in case["sliced"].items()
         }
-        loss = fn(**leaves, **case.get("args", {}))
-        grads = {}
-        if loss.requires_grad:
-            loss.backward()
-            grads = {arg: leaf.grad for arg, leaf in leaves.items() if leaf.grad is not None}
-        results.append({"loss": loss.detach(), "grads": grads})
+        results.append(_run_case(case, leaves, dict(case.get("args", {})), 1.0))
     return results
 
 
 def assert_same_as_one_process(cases: list[dict], distributed: list[list[dict]], rtol=1e-5, atol=1e-6) -> None:
-    """Check that the ranks' mean loss and concatenated gradients equal those of one process."""
+    """Check that the ranks' mean loss, concatenated gradients and outputs, and state equal one process's."""
     single = one_process_loss_grads(cases)
     for i, (case, ref) in enumerate(zip(cases, single, strict=True)):
         per_rank = [rank_results[i] for rank_results in distributed]
-        mean_loss = torch.stack([r["loss"] for r in per_rank]).mean()
-        torch.testing.assert_close(
-            mean_loss, ref["loss"], rtol=rtol, atol=atol, msg=lambda m, c=case: f"{c['fn']}: {m}"
+        close = lambda a, b, what, c=case: torch.testing.assert_close(  # noqa: E731
+            a, b, rtol=rtol, atol=atol, msg=lambda m: f"{c['fn']} {what}: {m}"
         )
+        if "loss" in ref:
+            close(torch.stack([r["loss"] for r in per_rank]).mean(), ref["loss"], "loss")
         assert ref["grads"].keys() == per_rank[0]["grads"].keys(), case["fn"]
         for arg, grad in ref["grads"].items():
             dim = case["sliced"][arg][1]
-            joined = torch.cat([r["grads"][arg] for r in per_rank], dim=dim)
-            torch.testing.assert_close(
-                joined, grad, rtol=rtol, atol=atol, msg=lambda m, c=case, a=arg: f"{c['fn']} d/d{a}: {m}"
-            )
+            close(torch.cat([r["grads"][arg] for r in per_rank], dim=dim), grad, f"d/d{arg}")
+        for name, (value, dim) in ref["sliced"].items():
+            close(torch.cat([r["sliced"][name][0] for r in per_rank], dim=dim), value, name)
+        for name, value in ref["replicated"].items():
+            for r in per_rank:
+                close(r["replicated"][name], value, name)
+
+
+def dino_loss_and_center(student_out: torch.Tensor, teacher_out: torch.Tensor, gather_distributed: bool = False):
+    """One :class:`~ssl_core.losses.DINOLoss` step: its loss and the centre it leaves (all-reduced over ranks)."""
+    from ssl_core.losses import DINOLoss
+
+    loss_fn = DINOLoss(student_out.shape[-1]).to(student_out.dtype)
+    loss = loss_fn(student_out, teacher_out, teacher_temp=0.05)
+    return {"loss": loss, "replicated": {"center": loss_fn.center.center}}
+
+
+def ibot_loss_and_center(student_patches, teacher_patches, mask, gather_distributed: bool = False):
+    """One :class:`~ssl_core.losses.IBOTPatchLoss` step: its loss and the patch centre it leaves."""
+    from ssl_core.losses import IBOTPatchLoss
+
+    loss_fn = IBOTPatchLoss(student_patches.shape[-1]).to(student_patches.dtype)
+    loss = loss_fn(student_patches, teacher_patches, mask)
+    return {"loss": loss, "replicated": {"center": loss_fn.center.center}}
+
+
+def sinkhorn_codes(scores: torch.Tensor, gather_distributed: bool = False):
+    """Sinkhorn-Knopp codes of this rank's samples."""
+    from ssl_core.losses import sinkhorn_knopp
+
+    return {"sliced": {"codes": (sinkhorn_knopp(scores.detach(), gather_distributed=gather_distributed), 0)}}
+
+
+def queue_after_enqueue(features: torch.Tensor, gather_distributed: bool = False):
+    """The contents of a :class:`~ssl_core.teacher.FeatureQueue` after enqueueing this rank's features."""
+    from ssl_core.teacher import FeatureQueue
+
+    queue = FeatureQueue(size=6, dim=features.shape[1]).to(features.dtype)  # holds less than the global batch
+    queue.enqueue(features, gather_distributed=gather_distributed)
+    return {"replicated": {"queue": queue.features}}
