@@ -267,6 +267,8 @@ class Trainer:
                 continue from that one, ``False`` to start afresh.
         """
         c, dev = self.config, self.dist.device
+        if c.threads is not None:
+            torch.set_num_threads(c.threads)
         method = self.method.to(dev)
         if c.channels_last:
             method = method.to(memory_format=torch.channels_last)
