@@ -41,6 +41,7 @@ def _cases() -> list[dict]:
             "sliced": {"student_patches": (r(8, 5, 6), 0), "teacher_patches": (r(8, 5, 6), 0), "mask": (mask, 0)},
         },
         {"fn": f"{CHECKS}:queue_after_enqueue", "sliced": {"features": (r(8, 3), 0)}},
+        {"fn": f"{CHECKS}:mgda_weights", "sliced": {"x": (r(8, 3), 0)}},
     ]
 
 

@@ -14,6 +14,7 @@ from ssl_core.losses.masked import (
     masked_mse,
     sce,
 )
+from ssl_core.losses.multitask import MultiTaskLoss, min_norm_weights
 from ssl_core.losses.negative_cosine import NegativeCosineLoss, negative_cosine
 from ssl_core.losses.swav import SwAVLoss, sinkhorn_knopp, swav_loss
 from ssl_core.losses.vicreg import VICRegLoss, vicreg
@@ -29,6 +30,7 @@ __all__ = [
     "MaskedCrossEntropyLoss",
     "MaskedL1Loss",
     "MaskedMSELoss",
+    "MultiTaskLoss",
     "NTXentLoss",
     "NegativeCosineLoss",
     "SCELoss",
@@ -44,6 +46,7 @@ __all__ = [
     "masked_cross_entropy",
     "masked_l1",
     "masked_mse",
+    "min_norm_weights",
     "negative_cosine",
     "nt_xent",
     "sce",

@@ -145,3 +145,17 @@ def queue_after_enqueue(features: torch.Tensor, gather_distributed: bool = False
     queue = FeatureQueue(size=6, dim=features.shape[1]).to(features.dtype)  # holds less than the global batch
     queue.enqueue(features, gather_distributed=gather_distributed)
     return {"replicated": {"queue": queue.features}}
+
+
+def mgda_weights(x: torch.Tensor, gather_distributed: bool = False):
+    """MGDA weights of two regression tasks on a shared linear layer, from this rank's samples."""
+    from ssl_core.losses import MultiTaskLoss
+
+    torch.manual_seed(0)
+    shared, head_a, head_b = (torch.nn.Linear(x.shape[1], 4), torch.nn.Linear(4, 1), torch.nn.Linear(4, 1))
+    shared, head_a, head_b = shared.to(x.dtype), head_a.to(x.dtype), head_b.to(x.dtype)
+    h = shared(x)
+    losses = {"a": (head_a(h) - 1).pow(2).mean(), "b": (head_b(h) + x[:, :1]).pow(2).mean()}
+    mtl = MultiTaskLoss(["a", "b"], weighting="mgda", gather_distributed=gather_distributed)
+    _, weights = mtl(losses, shared.parameters())
+    return {"replicated": {"weights": torch.tensor([weights["a"], weights["b"]], dtype=torch.float64)}}
