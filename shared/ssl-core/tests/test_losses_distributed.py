@@ -19,6 +19,9 @@ def _cases() -> list[dict]:
     r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     pair = lambda n, d: {"z_a": (r(n, d), 0), "z_b": (r(n, d), 0)}  # noqa: E731
     mask = torch.rand(8, 5, generator=g) < 0.5
+    labels = torch.tensor([0, 1, 2, 0, 1, 1, 3, 2])  # label 3 has no positive: an anchor left out
+    regions_b = torch.randint(-1, 4, (4, 20), generator=g)
+    regions_b[3] = regions_b[3] % 2  # the last image's regions 2 and 3 have no pixels: ranks hold 8 and 6
     return [
         {"fn": "ssl_core.losses:nt_xent", "sliced": pair(8, 5), "args": {"temperature": 0.3}},
         {"fn": "ssl_core.losses:info_nce", "sliced": {"query": (r(8, 5), 0), "key": (r(8, 5), 0)}},
@@ -42,6 +45,25 @@ def _cases() -> list[dict]:
         },
         {"fn": f"{CHECKS}:queue_after_enqueue", "sliced": {"features": (r(8, 3), 0)}},
         {"fn": f"{CHECKS}:mgda_weights", "sliced": {"x": (r(8, 3), 0)}},
+        {"fn": "ssl_core.losses:supcon", "sliced": {"z": (r(8, 2, 5), 0), "labels": (labels, 0)}},
+        {"fn": "ssl_core.losses:supcon", "sliced": {"z": (r(8, 5), 0), "labels": (labels, 0)}},  # 4 vs 3 anchors
+        {"fn": "ssl_core.losses:clip_loss", "sliced": pair(8, 5), "args": {"temperature": 0.2}},
+        {"fn": "ssl_core.losses:mil_nce", "sliced": {"video": (r(8, 5), 0), "text": (r(8, 3, 5), 0)}},
+        {
+            "fn": "ssl_core.losses:taco",
+            "sliced": {"context": (r(8, 5), 0), "future": (r(8, 5), 0)},
+            "args": {"weight": r(5, 5)},
+        },
+        {
+            "fn": f"{CHECKS}:region_contrastive_per_image",
+            "sliced": {
+                "feats_a": (r(4, 12, 5), 0),
+                "regions_a": (torch.randint(-1, 4, (4, 12), generator=g), 0),
+                "feats_b": (r(4, 20, 5), 0),
+                "regions_b": (regions_b, 0),
+            },
+            "args": {"regions_per_image": 4},
+        },
     ]
 
 

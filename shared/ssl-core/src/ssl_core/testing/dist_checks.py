@@ -159,3 +159,19 @@ def mgda_weights(x: torch.Tensor, gather_distributed: bool = False):
     mtl = MultiTaskLoss(["a", "b"], weighting="mgda", gather_distributed=gather_distributed)
     _, weights = mtl(losses, shared.parameters())
     return {"replicated": {"weights": torch.tensor([weights["a"], weights["b"]], dtype=torch.float64)}}
+
+
+def region_contrastive_per_image(
+    feats_a, regions_a, feats_b, regions_b, regions_per_image: int, gather_distributed: bool = False
+):
+    """:func:`~ssl_core.losses.region_contrastive` on a batch of images with ``S`` regions each: region ids are
+    offset per image, so the global order of regions is the rank-major order that gathering produces."""
+    from ssl_core.losses import region_contrastive
+
+    b, s = feats_a.shape[0], regions_per_image
+    offsets = (torch.arange(b) * s)[:, None]
+    ra = torch.where(regions_a >= 0, regions_a + offsets, -1).flatten()
+    rb = torch.where(regions_b >= 0, regions_b + offsets, -1).flatten()
+    return region_contrastive(
+        feats_a.flatten(0, 1), ra, feats_b.flatten(0, 1), rb, b * s, 0.1, gather_distributed=gather_distributed
+    )
