@@ -10,7 +10,7 @@ from ssl_core.losses._common import check_positive, gather
 
 
 def region_pool(features: torch.Tensor, regions: torch.Tensor, num_regions: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average the features of the elements (points, pixels) of each region.
+    """Average the features of the elements (points, pixels) of each region (SLidR's superpixel pooling).
 
     Args:
         features: one feature per element.
