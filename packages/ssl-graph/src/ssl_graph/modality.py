@@ -10,6 +10,8 @@ from ssl_graph.methods.grace import GRACE, GRACEConfig
 from ssl_graph.methods.graphcl import GraphCL, GraphCLConfig
 from ssl_graph.methods.graphmae import GraphMAE, GraphMAEConfig
 from ssl_graph.methods.infograph import InfoGraph, InfoGraphConfig
+from ssl_graph.methods.linkpred import LinkPred, LinkPredConfig
+from ssl_graph.methods.paretognn import ParetoGNN, ParetoGNNConfig
 from ssl_graph.models.encoder import build_encoder
 
 # Graph-level probes as InfoGraph and GraphMAE report them: 10-fold cross-validated linear SVM on all
@@ -81,6 +83,25 @@ modality = Modality(
             summary="GraphMAE: masked node features rebuilt through re-masking, scaled cosine error",
             paper="Hou et al., 2022, GraphMAE: Self-Supervised Masked Graph Autoencoders",
             train=_train(epochs=100, batch_size=64, lr=5e-4, weight_decay=0.0),
+            probe=PROBE,
+        ),
+        Recipe(
+            name="linkpred",
+            method=LinkPred,
+            config=LinkPredConfig(),
+            summary="link prediction: inner products of node embeddings score hidden edges against non-edges",
+            paper="Kipf and Welling, 2016, Variational Graph Auto-Encoders (the non-variational GAE objective)",
+            train=_train(epochs=100, batch_size=64, lr=1e-3),
+            probe=PROBE,
+        ),
+        Recipe(
+            name="paretognn",
+            method=ParetoGNN,
+            config=ParetoGNNConfig(),
+            summary="ParetoGNN: link, node-graph MI, node contrast and reconstruction tasks balanced by MGDA",
+            paper="Ju et al., 2023, Multi-task Self-supervised Graph Neural Networks Enable Stronger Task "
+            "Generalization",
+            train=_train(epochs=100, batch_size=64, lr=1e-3),
             probe=PROBE,
         ),
     ),

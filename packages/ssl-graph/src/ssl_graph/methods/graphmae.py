@@ -62,6 +62,43 @@ class GraphMAEConfig:
             raise ConfigError("method.mask_rate must lie in (0, 1) and method.replace_rate in [0, 1)")
 
 
+class MaskedFeatureHead(nn.Module):
+    """GraphMAE's ``[MASK]`` token, encoder-to-decoder projection and one-layer GIN decoder; calling it with an
+    encoder and a graph returns the masked-reconstruction loss (also ParetoGNN's P-Recon task).
+
+    Args:
+        node_dim: width of the encoder's node representations.
+        hidden_dim: hidden width of the decoder's MLP.
+        num_features: width of the node features to rebuild.
+        config: mask rate, replace rate and SCE exponent.
+
+    Shapes:
+        - forward: ``encoder, x (N, num_features), edge_index (2, E) -> scalar``
+    """
+
+    def __init__(self, node_dim: int, hidden_dim: int, num_features: int, config: GraphMAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, h, f = node_dim, hidden_dim, num_features
+        self.mask_token = nn.Parameter(torch.zeros(1, f))
+        self.encoder_to_decoder = nn.Linear(d, d, bias=False)
+        # the decoder: one GIN layer back to the feature width, no activation on its output
+        self.decoder = GINConv(nn.Sequential(nn.Linear(d, h), nn.BatchNorm1d(h), nn.PReLU(), nn.Linear(h, f)))
+
+    def forward(self, encoder: nn.Module, x: torch.Tensor, ei: torch.Tensor) -> torch.Tensor:
+        masked, token, replaced = mask_nodes(len(x), self.config.mask_rate, self.config.replace_rate, device=x.device)
+        x_in = x.clone()
+        x_in[token] = 0.0
+        x_in[replaced] = x[torch.randint(len(x), (len(replaced),), device=x.device)]
+        x_in[token] += self.mask_token  # [MASK] token
+        code = self.encoder_to_decoder(encoder.node_embeddings(x_in, ei))  # (N, d)
+        code = code.index_fill(0, masked, 0.0)  # re-mask: the decoder must rebuild them from their neighbours
+        recon = self.decoder(code, ei)  # (N, F)
+        mask = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        mask[masked] = True
+        return sce(recon, x, alpha=self.config.alpha, mask=mask)
+
+
 class GraphMAE(Method):
     """GraphMAE: masked node-feature reconstruction with re-masking and the scaled cosine error.
 
@@ -74,12 +111,7 @@ class GraphMAE(Method):
         super().__init__()
         self.config, self.info = config, info
         self.backbone = build_backbone(config.encoder, info)
-        d, f = self.backbone.node_dim, info.num_features
-        self.mask_token = nn.Parameter(torch.zeros(1, f))
-        self.encoder_to_decoder = nn.Linear(d, d, bias=False)
-        # the decoder: one GIN layer back to the feature width, no activation on its output
-        h = config.encoder.hidden_dim
-        self.decoder = GINConv(nn.Sequential(nn.Linear(d, h), nn.BatchNorm1d(h), nn.PReLU(), nn.Linear(h, f)))
+        self.head = MaskedFeatureHead(self.backbone.node_dim, config.encoder.hidden_dim, info.num_features, config)
 
     def pretext(self):
         return unchanged
@@ -88,19 +120,7 @@ class GraphMAE(Method):
         return collate_graphs
 
     def forward(self, batch: Batch) -> MethodOutput:
-        x, ei = batch.x, batch.edge_index
-        masked, token, replaced = mask_nodes(len(x), self.config.mask_rate, self.config.replace_rate, device=x.device)
-        x_in = x.clone()
-        x_in[token] = 0.0
-        x_in[replaced] = x[torch.randint(len(x), (len(replaced),), device=x.device)]
-        x_in[token] += self.mask_token  # [MASK] token
-        code = self.encoder_to_decoder(self.backbone.node_embeddings(x_in, ei))  # (N, d)
-        code = code.index_fill(0, masked, 0.0)  # re-mask: the decoder must rebuild them from their neighbours
-        recon = self.decoder(code, ei)  # (N, F)
-        mask = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        mask[masked] = True
-        loss = sce(recon, x, alpha=self.config.alpha, mask=mask)
-        return MethodOutput(loss, {})
+        return MethodOutput(self.head(self.backbone, batch.x, batch.edge_index), {})
 
     def backbone_spec(self) -> BackboneSpec:
         return gnn_spec(self.backbone, self.info)

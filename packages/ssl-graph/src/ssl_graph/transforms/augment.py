@@ -164,7 +164,9 @@ class AugmentConfig:
                 raise ConfigError(f"augmentation strengths must lie in [0, 1), got {s}")
 
 
-class _Identity(BaseTransform):
+class Identity(BaseTransform):
+    """The graph unchanged (a view without augmentation)."""
+
     def forward(self, data: Data) -> Data:
         return data
 
@@ -179,7 +181,7 @@ def build_augment(cfg: AugmentConfig) -> BaseTransform:
         "subgraph": lambda: SubgraphSample(1 - s),
         "mask_features": lambda: MaskFeatures(f, "column"),
         "mask_nodes": lambda: MaskFeatures(f, "node"),
-        "none": _Identity,
+        "none": Identity,
     }
     ops = [make[a]() for a in cfg.pool]
     if cfg.choose_one:
