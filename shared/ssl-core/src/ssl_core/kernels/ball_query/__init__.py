@@ -1,0 +1,1 @@
+"""Ball query: chunked torch (reference.py) and a Triton kernel (triton.py)."""
