@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,6 +44,10 @@ class DataBundle:
         collate_fn: how to batch probe inputs (``None``: torch's default).
         raw_features: maps a batch of probe inputs to the "raw input" baseline features
             (``None``: no such baseline for this modality).
+        extra_probes: further scores of every probe row, ``column -> fn(row_name, embed, device) -> float``,
+            where ``embed`` is the row's embedding function (``raw_features`` for ``raw_input``) and ``device``
+            where it computes; e.g. a retrieval MRR@10 on data with query/target pairs. A function returns
+            ``None`` where it does not apply.
     """
 
     train: Sequence[Any] | Dataset
@@ -53,3 +57,6 @@ class DataBundle:
     probe_test: LabeledSplit | None = None
     collate_fn: Callable | None = None
     raw_features: Callable[[Any], torch.Tensor] | None = flatten_features
+    extra_probes: Mapping[str, Callable[[str, Callable[[Any], torch.Tensor], Any], float | None]] = field(
+        default_factory=dict
+    )

@@ -30,6 +30,10 @@ FORMAT = "selfsup-backbone"
 
 def _build(cfg: dict) -> nn.Module:
     modality = get_modality(cfg["modality"])
+    return _build_with(modality, cfg)
+
+
+def _build_with(modality, cfg: dict) -> nn.Module:
     if cfg["name"] not in modality.backbones:
         raise CheckpointError(f"modality {cfg['modality']} has no backbone named {cfg['name']!r}")
     return modality.backbones[cfg["name"]](cfg["config"])
@@ -53,12 +57,13 @@ def export_backbone(
     if not spec_path.is_file():
         raise CheckpointError(f"{run_dir} is not a run folder: backbone.json is missing")
     spec = json.loads(spec_path.read_text())
+    modality = get_modality(spec["modality"])
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to export")
     state = load_file(str(ckpt / "model.safetensors"))
     weights = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    backbone = _build(spec)
+    backbone = _build_with(modality, spec)
     try:
         backbone.load_state_dict(weights, strict=True)
     except RuntimeError as e:
@@ -77,6 +82,8 @@ def export_backbone(
     tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
     os.replace(tmp_w, out_dir / WEIGHTS)
     os.replace(tmp_c, out_dir / CONFIG)
+    if modality.export_extra is not None:
+        modality.export_extra(backbone.eval(), cfg, out_dir)
     return out_dir
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -55,6 +56,9 @@ class Modality:
         recipes: the methods that work, by name.
         backbones: ``name -> builder(config dict) -> nn.Module``, used to load exported backbones.
         datasets: names and one-line descriptions of the data it can load, for ``selfsup list``.
+        export_extra: ``fn(backbone, config, out_dir)`` run by ``selfsup export`` after the safetensors export,
+            to write the field's own format beside it (text: a ``transformers`` folder with the tokenizer);
+            ``config`` is the export's ``config.json`` content.
     """
 
     name: str
@@ -64,6 +68,7 @@ class Modality:
     recipes: Mapping[str, Recipe]
     backbones: Mapping[str, Callable[[dict[str, Any]], nn.Module]]
     datasets: Mapping[str, str] = field(default_factory=dict)
+    export_extra: Callable[[nn.Module, dict[str, Any], Path], None] | None = None
 
     @staticmethod
     def recipe_map(*recipes: Recipe) -> dict[str, Recipe]:

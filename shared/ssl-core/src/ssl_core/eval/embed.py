@@ -80,6 +80,7 @@ def probe_table(
         ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
         rows in the order of ``embedders`` followed by ``"raw_input"``. With ``config.cv_folds`` each row also
         has ``cv_top1`` and ``cv_std``: the cross-validated accuracy on the training and test inputs together.
+        Each of ``bundle.extra_probes`` adds its column to the rows it applies to.
     """
     if bundle.probe_train is None or bundle.probe_test is None:
         raise ValueError("the data has no labels to probe with")
@@ -106,6 +107,9 @@ def probe_table(
                 seed=config.seed,
             )
             row["cv_top1"], row["cv_std"] = cv.mean, cv.std
+        for column, probe in bundle.extra_probes.items():
+            if (score := probe(name, fn, dev)) is not None:
+                row[column] = score
         table[name] = {k: round(v, 4) for k, v in row.items()}
     return table
 
@@ -120,5 +124,6 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
         if cv:
             cell = f"{100 * row['cv_top1']:.2f} ± {100 * row['cv_std']:.2f}%" if "cv_top1" in row else "-"
             line += f"{cell:>18}"
-        lines.append(line)
+        extra = [f"{k} {v:.4f}" for k, v in row.items() if k not in ("knn_top1", "linear_top1", "cv_top1", "cv_std")]
+        lines.append(line + ("  " + ", ".join(extra) if extra else ""))
     return "\n".join(lines)
