@@ -45,7 +45,7 @@ def min_norm_weights(grads: torch.Tensor, max_iter: int = 250, tol: float = 1e-6
     if grads.ndim != 2 or grads.shape[0] < 1:
         raise ValueError(f"min_norm_weights expects (K, P) task gradients, got {tuple(grads.shape)}")
     k = grads.shape[0]
-    m = (grads @ grads.T).double()  # (K, K)
+    m = (grads @ grads.T).double().cpu()  # (K, K): tiny, so the Frank-Wolfe loop runs on the CPU
     if k == 1:
         return torch.ones(1, dtype=grads.dtype, device=grads.device)
     # initial point: the best combination of two tasks
