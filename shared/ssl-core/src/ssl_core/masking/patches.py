@@ -12,7 +12,8 @@ from ssl_core.errors import ConfigError
 
 @dataclass(frozen=True)
 class MaskInfo:
-    """A mask with the same number of masked tokens in every sample, and the index maps to drop them.
+    """A mask with the same number of masked tokens in every sample, and MAE's index maps to drop them
+    (He et al., 2022).
 
     Attributes:
         mask: True on masked (removed) tokens.

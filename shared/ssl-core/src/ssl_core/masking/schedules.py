@@ -10,7 +10,8 @@ from ssl_core.errors import ConfigError
 
 
 def mask_ratio_schedule(start: float, end: float, total_steps: int, shape: str = "linear") -> np.ndarray:
-    """A mask ratio moving smoothly from ``start`` to ``end`` over training (curriculum masking).
+    """A mask ratio moving smoothly from ``start`` to ``end`` over training (curriculum masking: harder
+    masking as training goes on, the principle of BIOptimus; Pavlova & Makhlouf, 2023).
 
     ``shape="linear"`` interpolates linearly; ``"cosine"`` follows a half cosine (slow at both ends).
     Return it from :meth:`ssl_core.method.Method.schedules`; the pretext reads the step's value. For
