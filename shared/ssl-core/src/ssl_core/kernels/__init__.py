@@ -6,7 +6,7 @@ that picks among them (``impl=`` argument, then the ``SSL_CORE_KERNEL`` environm
 device, dtype and problem size).
 """
 
-from ssl_core.kernels.contrastive import similarity_logsumexp
+from ssl_core.kernels.contrastive import similarity_implementation, similarity_logsumexp
 from ssl_core.kernels.dispatch import IMPLEMENTATIONS, Implementation, describe, select
 from ssl_core.kernels.points import ball_query, chamfer_distance, farthest_point_sampling, knn
 
@@ -19,5 +19,6 @@ __all__ = [
     "farthest_point_sampling",
     "knn",
     "select",
+    "similarity_implementation",
     "similarity_logsumexp",
 ]

@@ -1,7 +1,8 @@
 """Instance-contrastive objectives: NT-Xent (SimCLR), InfoNCE (MoCo) and decoupled contrastive learning (DCL).
 
-All three are plain dense functions over the ``(anchors, candidates)`` similarity matrix; the kernels in
-:mod:`ssl_core.kernels` compute the same values without materialising it.
+All three build the ``(anchors, candidates)`` similarity matrix for small batches; above a size threshold
+(or with ``impl=``) their log-sum-exp runs in the tiled kernels of :mod:`ssl_core.kernels`, which compute
+the same values without materialising it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_core.kernels import similarity_implementation, similarity_logsumexp
 from ssl_core.losses._common import check_pair, check_positive, gather
 
 
 def nt_xent(
-    z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5, gather_distributed: bool = False
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    temperature: float = 0.5,
+    gather_distributed: bool = False,
+    impl: str = "auto",
 ) -> torch.Tensor:
     r"""Normalized temperature-scaled cross entropy (SimCLR; Chen et al., 2020, eq. 1).
 
@@ -37,6 +43,8 @@ def nt_xent(
         z_b: embeddings of the second view; row ``i`` is the positive of ``z_a[i]``.
         temperature: :math:`\tau`; SimCLR uses 0.5 on CIFAR-10 and 0.1 on ImageNet.
         gather_distributed: take negatives from every rank.
+        impl: ``"auto"`` (dense below :data:`ssl_core.kernels.dispatch.CONTRASTIVE_MIN_SIZE` anchors x
+            candidates, tiled above), ``"dense"``, ``"chunked"`` or ``"triton"``; see :mod:`ssl_core.kernels`.
 
     Shapes:
         - z_a, z_b: ``(N, D)``
@@ -51,10 +59,14 @@ def nt_xent(
     g_b, _ = gather(z_b, gather_distributed)
     big_n = g_a.shape[0]
     candidates = torch.cat([g_a, g_b])  # (2N, D)
-    logits = anchors @ candidates.T / temperature  # (2n, 2N)
     local = torch.arange(n, device=z_a.device) + offset
     self_idx = torch.cat([local, local + big_n])  # where each anchor sits among the candidates
     pos_idx = torch.cat([local + big_n, local])
+    choice = similarity_implementation(anchors, candidates, impl)
+    if choice != "dense":  # tiled kernel: the (2n, 2N) logits never exist
+        lse = similarity_logsumexp(anchors, candidates, temperature, self_idx[:, None], choice)
+        return (lse - (anchors * candidates[pos_idx]).sum(dim=1) / temperature).mean()
+    logits = anchors @ candidates.T / temperature  # (2n, 2N)
     rows = torch.arange(2 * n, device=z_a.device)
     logits = logits.masked_fill(
         torch.zeros_like(logits, dtype=torch.bool).index_put_((rows, self_idx), torch.tensor(True)), float("-inf")
@@ -68,6 +80,7 @@ def info_nce(
     queue: torch.Tensor | None = None,
     temperature: float = 0.2,
     gather_distributed: bool = False,
+    impl: str = "auto",
 ) -> torch.Tensor:
     r"""InfoNCE of queries against keys (CPC, van den Oord et al., 2018; MoCo, He et al., 2020, eq. 1).
 
@@ -90,6 +103,7 @@ def info_nce(
         queue: optional memory bank of negative keys (normalised again here).
         temperature: :math:`\tau`; MoCo v1 uses 0.07, MoCo v2 0.2, MoCo v3 0.2 (ViT) or 1.0 (ResNet).
         gather_distributed: without a queue, take the negative keys from every rank.
+        impl: ``"auto"``, ``"dense"``, ``"chunked"`` or ``"triton"``, as in :func:`nt_xent`.
 
     Shapes:
         - query, key: ``(N, D)``
@@ -103,10 +117,20 @@ def info_nce(
         if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
             raise ValueError(f"info_nce expects a (K, {q.shape[1]}) queue, got {tuple(queue.shape)}")
         l_pos = (q * k).sum(dim=1, keepdim=True)  # (N, 1)
-        l_neg = q @ F.normalize(queue, dim=1).T  # (N, K)
+        negatives = F.normalize(queue, dim=1)
+        choice = similarity_implementation(q, negatives, impl)
+        if choice != "dense":  # tiled kernel over the queue, the positive added to its log-sum-exp
+            pos = l_pos.squeeze(1) / temperature
+            lse = torch.logaddexp(pos, similarity_logsumexp(q, negatives, temperature, None, choice))
+            return (lse - pos).mean()
+        l_neg = q @ negatives.T  # (N, K)
         logits = torch.cat([l_pos, l_neg], dim=1) / temperature
         return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
     keys, offset = gather(k, gather_distributed)
+    choice = similarity_implementation(q, keys, impl)
+    if choice != "dense":  # tiled kernel: the (n, N) logits never exist
+        lse = similarity_logsumexp(q, keys, temperature, None, choice)
+        return (lse - (q * keys[offset : offset + len(q)]).sum(dim=1) / temperature).mean()
     logits = q @ keys.T / temperature  # (n, N)
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device) + offset)
 
@@ -117,6 +141,7 @@ def dcl(
     temperature: float = 0.1,
     weight_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     gather_distributed: bool = False,
+    impl: str = "auto",
 ) -> torch.Tensor:
     r"""Decoupled contrastive loss (DCL; Yeh et al., 2022, eq. 6): NT-Xent without the positive in the denominator.
 
@@ -140,6 +165,7 @@ def dcl(
             local views; weights are used as given (detach them inside ``weight_fn`` if they should not be
             differentiated).
         gather_distributed: take negatives from every rank.
+        impl: ``"auto"``, ``"dense"``, ``"chunked"`` or ``"triton"``, as in :func:`nt_xent`.
 
     Shapes:
         - z_a, z_b: ``(N, D)``
@@ -161,8 +187,15 @@ def dcl(
     g_b, _ = gather(z_b, gather_distributed)
     big_n = g_a.shape[0]
     anchors = torch.cat([z_a, z_b])  # (2n, D)
-    logits = anchors @ torch.cat([g_a, g_b]).T / temperature  # (2n, 2N)
+    candidates = torch.cat([g_a, g_b])  # (2N, D)
     local = torch.arange(n, device=z_a.device) + offset
+    choice = similarity_implementation(anchors, candidates, impl)
+    if choice != "dense":  # tiled kernel, each anchor's own column and its positive's left out
+        cols = torch.cat([local, local])
+        exclude = torch.stack([cols, cols + big_n], dim=1)
+        negative = similarity_logsumexp(anchors, candidates, temperature, exclude, choice)
+        return (negative - positive.repeat(2)).mean()
+    logits = anchors @ candidates.T / temperature  # (2n, 2N)
     # drop each anchor's own column and its positive's: both sit at `local` and `local + N`
     same_sample = torch.zeros_like(logits, dtype=torch.bool)
     rows = torch.arange(2 * n, device=z_a.device)
@@ -179,6 +212,7 @@ def dclw(
     temperature: float = 0.1,
     sigma: float = 0.5,
     gather_distributed: bool = False,
+    impl: str = "auto",
 ) -> torch.Tensor:
     r"""Weighted decoupled contrastive loss (DCLW; Yeh et al., 2022, eq. 7).
 
@@ -198,6 +232,7 @@ def dclw(
         temperature: :math:`\tau`.
         sigma: :math:`\sigma` of the weighting (paper: 0.5).
         gather_distributed: take negatives, and the expectation, over every rank.
+        impl: implementation of the denominator, as in :func:`dcl`.
 
     Shapes:
         - z_a, z_b: ``(N, D)``
@@ -212,7 +247,7 @@ def dclw(
         # exp(s_i) / mean_j exp(s_j), computed stably as N * softmax
         return 2 - torch.exp(sim - torch.logsumexp(all_sim, dim=0)) * all_sim.shape[0]
 
-    return dcl(z_a, z_b, temperature, von_mises_fisher, gather_distributed)
+    return dcl(z_a, z_b, temperature, von_mises_fisher, gather_distributed, impl)
 
 
 class NTXentLoss(nn.Module):

@@ -9,6 +9,20 @@ from ssl_core.kernels.contrastive.reference import chunked_similarity_logsumexp,
 from ssl_core.kernels.dispatch import select
 
 
+def similarity_implementation(anchors: torch.Tensor, candidates: torch.Tensor, impl: str = "auto") -> str:
+    """Name of the implementation :func:`similarity_logsumexp` runs for these inputs.
+
+    The losses ask first, so that below the size threshold (``"dense"``) they keep their own one-matrix
+    formula and above it hand the denominator to the tiled kernels.
+
+    Args:
+        anchors: ``(M, D)`` anchors.
+        candidates: ``(K, D)`` candidates.
+        impl: ``"auto"``, ``"dense"``, ``"chunked"`` or ``"triton"`` (see :func:`ssl_core.kernels.select`).
+    """
+    return select("contrastive", anchors.device, anchors.dtype, anchors.shape[0] * candidates.shape[0], impl).name
+
+
 def similarity_logsumexp(
     anchors: torch.Tensor,
     candidates: torch.Tensor,
@@ -60,14 +74,14 @@ def similarity_logsumexp(
         if exclude.shape[1] == 0:
             exclude = None
     scale = 1.0 / temperature
-    choice = select("contrastive", anchors.device, anchors.dtype, anchors.shape[0] * candidates.shape[0], impl)
-    if choice.name == "dense":
+    choice = similarity_implementation(anchors, candidates, impl)
+    if choice == "dense":
         return dense_similarity_logsumexp(anchors, candidates, scale, exclude)
-    if choice.name == "chunked":
+    if choice == "chunked":
         return chunked_similarity_logsumexp(anchors, candidates, scale, exclude)
     from ssl_core.kernels.contrastive.triton import triton_similarity_logsumexp  # imports Triton only when used
 
     return triton_similarity_logsumexp(anchors, candidates, scale, exclude)
 
 
-__all__ = ["similarity_logsumexp"]
+__all__ = ["similarity_implementation", "similarity_logsumexp"]
