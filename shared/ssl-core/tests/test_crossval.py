@@ -14,7 +14,7 @@ def _clusters(n_per_class=30, classes=3, dim=5, spread=1.0, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("classifier", ["svm", "logreg"])
+@pytest.mark.parametrize("classifier", ["svm", "svm_rbf", "logreg"])
 def test_matches_scikit_learn_nested_cross_validation(classifier):
     """Same folds, same inner selection of C: scikit-learn's cross_val_score over a GridSearchCV gives the
     same fold accuracies."""
@@ -27,10 +27,14 @@ def test_matches_scikit_learn_nested_cross_validation(classifier):
     x, y = _clusters(spread=3.0)
     grid = (0.01, 1.0, 100.0)
     ours = cross_val_accuracy(x, y, folds=5, classifier=classifier, c_grid=grid, inner_folds=3, seed=7)
-    clf = SVC(kernel="linear", random_state=7) if classifier == "svm" else LogisticRegression(max_iter=2000)
-    step = "svc" if classifier == "svm" else "logisticregression"
+    clf = {
+        "svm": SVC(kernel="linear", random_state=7),
+        "svm_rbf": SVC(random_state=7),
+        "logreg": LogisticRegression(max_iter=2000),
+    }[classifier]
+    step = "logisticregression" if classifier == "logreg" else "svc"
     search = GridSearchCV(
-        make_pipeline(StandardScaler(), clf),
+        make_pipeline(clf) if classifier == "svm_rbf" else make_pipeline(StandardScaler(), clf),
         {f"{step}__C": list(grid)},
         cv=StratifiedKFold(3, shuffle=True, random_state=7),
     )

@@ -23,7 +23,8 @@ class ProbeConfig:
         cv_folds: also score each row by ``cv_folds``-fold cross-validation on all labelled inputs (training
             and test splits together; :func:`ssl_core.eval.crossval.cross_val_accuracy`), the protocol of
             small graph data sets (InfoGraph, GraphMAE: 10). ``0``: off.
-        cv_classifier: the classifier of that probe, ``svm`` (linear SVM) or ``logreg``.
+        cv_classifier: the classifier of that probe, ``svm`` (linear SVM), ``svm_rbf`` (GraphMAE's RBF SVM) or
+            ``logreg``.
     """
 
     enabled: bool = True
@@ -47,5 +48,5 @@ class ProbeConfig:
             raise ConfigError(f"probe.batch_size must be positive, got {self.batch_size}")
         if self.cv_folds < 0 or self.cv_folds == 1:
             raise ConfigError(f"probe.cv_folds must be 0 (off) or at least 2, got {self.cv_folds}")
-        if self.cv_classifier not in ("svm", "logreg"):
-            raise ConfigError(f"probe.cv_classifier must be svm or logreg, got {self.cv_classifier!r}")
+        if self.cv_classifier not in ("svm", "svm_rbf", "logreg"):
+            raise ConfigError(f"probe.cv_classifier must be svm, svm_rbf or logreg, got {self.cv_classifier!r}")
