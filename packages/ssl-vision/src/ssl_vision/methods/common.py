@@ -1,4 +1,4 @@
-"""Pieces every image method shares: building its backbone for the data, and its export spec."""
+"""Pieces every image method shares: its backbone for the data, its export spec, and its views."""
 
 from __future__ import annotations
 
@@ -9,12 +9,18 @@ from torch import nn
 
 from ssl_core.errors import ConfigError
 from ssl_core.method import BackboneSpec
+from ssl_core.teacher import EMATeacher
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.models.resnet import ResNet, ResNetConfig
+from ssl_vision.models.vit import ViT, ViTConfig
 
 
-def build_backbone(config: ResNetConfig, info: ImageInfo) -> ResNet:
-    """A ResNet whose input channels follow the data unless the configuration fixes them (and agrees)."""
+def build_backbone(config: ResNetConfig, info: ImageInfo, vit: ViTConfig | None = None) -> ResNet | ViT:
+    """The method's backbone for these images: the ResNet of ``config``, or the ViT of ``vit`` when it is set
+    (``--set method.vit={}`` selects ViT-tiny). Input channels and size follow the data unless the
+    configuration fixes them, and then they must agree."""
+    if vit is not None:
+        return build_vit_for(vit, info)
     if config.in_channels is not None and config.in_channels != info.channels:
         raise ConfigError(
             f"method.backbone.in_channels={config.in_channels}, but the images have {info.channels} channels"
@@ -22,10 +28,19 @@ def build_backbone(config: ResNetConfig, info: ImageInfo) -> ResNet:
     return ResNet(dataclasses.replace(config, in_channels=info.channels))
 
 
-def resnet_spec(backbone: ResNet, info: ImageInfo) -> BackboneSpec:
-    """The export description of a ResNet backbone and of the inputs it expects."""
+def build_vit_for(config: ViTConfig, info: ImageInfo) -> ViT:
+    """A ViT for these images (see :func:`build_backbone`)."""
+    for key, have in (("in_channels", info.channels), ("image_size", info.image_size)):
+        want = getattr(config, key)
+        if want is not None and want != have:
+            raise ConfigError(f"the ViT's {key}={want}, but the images have {have}")
+    return ViT(dataclasses.replace(config, in_channels=info.channels, image_size=info.image_size))
+
+
+def backbone_spec(backbone: ResNet | ViT, info: ImageInfo) -> BackboneSpec:
+    """The export description of a backbone and of the inputs it expects."""
     return BackboneSpec(
-        name="resnet",
+        name="vit" if isinstance(backbone, ViT) else "resnet",
         config=dataclasses.asdict(backbone.config),
         embed_dim=backbone.embed_dim,
         input={
@@ -41,3 +56,17 @@ def resnet_spec(backbone: ResNet, info: ImageInfo) -> BackboneSpec:
 def build_resnet(config: dict[str, Any]) -> nn.Module:
     """Registry builder: a ResNet from the ``config`` dict of an export."""
     return ResNet(ResNetConfig(**config))
+
+
+def build_vit(config: dict[str, Any]) -> nn.Module:
+    """Registry builder: a ViT from the ``config`` dict of an export."""
+    return ViT(ViTConfig(**config))
+
+
+def ema_update(teacher: EMATeacher, momentum: float, **student: nn.Module) -> None:
+    """Move ``teacher`` (built from ``nn.ModuleDict(student)``) towards the student's current parts.
+
+    The parts are gathered into a throw-away ``ModuleDict`` so that parameter names match the teacher's
+    without registering the student's modules twice in the method (which would duplicate them in
+    checkpoints)."""
+    teacher.update(nn.ModuleDict(student), momentum)

@@ -1,6 +1,7 @@
 """Backbones and heads."""
 
-from ssl_vision.models.heads import projection_mlp
+from ssl_vision.models.heads import DINOHead, projection_mlp
 from ssl_vision.models.resnet import ResNet, ResNetConfig
+from ssl_vision.models.vit import ViT, ViTConfig
 
-__all__ = ["ResNet", "ResNetConfig", "projection_mlp"]
+__all__ = ["DINOHead", "ResNet", "ResNetConfig", "ViT", "ViTConfig", "projection_mlp"]

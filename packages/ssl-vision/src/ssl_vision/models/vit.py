@@ -78,11 +78,14 @@ class ViTConfig:
         return self.depth if self.depth is not None else VIT_SIZES[self.size]["depth"]
 
 
-def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
+def sincos_pos_embed_2d(dim: int, grid: int, span: int | None = None) -> torch.Tensor:
     """Fixed 2-D sine-cosine position embeddings (MAE; Vaswani et al., 2017 per axis).
 
     Half of the channels encode the row, half the column, each as ``[sin(p w_k), cos(p w_k)]`` with
-    ``w_k = 10000^(-k / (dim/4))``.
+    ``w_k = 10000^(-k / (dim/4))``. Positions run ``0, 1, ..., grid - 1``; with ``span`` they are spread
+    evenly over ``[0, span - 1]`` instead, which is how a smaller crop (multi-crop's local views) gets
+    positions on the scale of the full grid -- the sine-cosine counterpart of DINO's interpolation of
+    learned embeddings.
 
     Shapes:
         - output: ``(grid * grid, dim)``, patches in row-major order
@@ -90,10 +93,11 @@ def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
     if dim % 4:
         raise ValueError(f"the 2-D sine-cosine embedding needs a width divisible by 4, got {dim}")
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))  # (dim/4,)
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    pos = torch.linspace(0, (span or grid) - 1, grid, dtype=torch.float64) if grid > 1 else torch.zeros(1).double()
+    rows, cols = torch.meshgrid(pos, pos, indexing="ij")
 
-    def encode(pos: torch.Tensor) -> torch.Tensor:
-        angles = pos.flatten().double()[:, None] * omega[None]  # (grid^2, dim/4)
+    def encode(p: torch.Tensor) -> torch.Tensor:
+        angles = p.flatten()[:, None] * omega[None]  # (grid^2, dim/4)
         return torch.cat([angles.sin(), angles.cos()], dim=1)  # (grid^2, dim/2)
 
     return torch.cat([encode(rows), encode(cols)], dim=1).float()
@@ -192,9 +196,18 @@ class ViT(nn.Module):
             x = block(x)
         return self.norm(x)
 
+    def position_embedding(self, grid: int) -> torch.Tensor:
+        """Position embeddings of a ``grid`` x ``grid`` patch grid, ``(1, grid^2, dim)``: the model's own for
+        its image size, spread over the same span for smaller crops (multi-crop's local views)."""
+        if grid == self.grid:
+            return self.pos_embed
+        return sincos_pos_embed_2d(self.embed_dim, grid, self.grid).to(self.pos_embed)[None]
+
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """All output tokens, ``(B, 1 + N, dim)``: the class token, then the patches in row-major order."""
-        return self.encode(self.patch_embed(images) + self.pos_embed)
+        """All output tokens, ``(B, 1 + N, dim)``: the class token, then the patches in row-major order.
+        Images smaller than the configured size (a multiple of the patch size) are accepted."""
+        tokens = self.patch_embed(images)  # (B, N, dim)
+        return self.encode(tokens + self.position_embedding(images.shape[-1] // self.config.patch_size))
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """The embedding of :meth:`forward` from the output tokens of :meth:`encode`."""
