@@ -3,7 +3,6 @@
 import pytest
 
 from ssl_text.data.text import TextInfo
-from ssl_text.models.backbones import TextBackboneConfig
 from ssl_text.tokenization import TokenizerSpec, dumps, train_tokenizer, vocabulary_size
 
 CORPUS = [
@@ -19,7 +18,3 @@ CORPUS = [
 def tiny_info() -> TextInfo:
     tok = train_tokenizer(CORPUS, TokenizerSpec("words", 120, 1))
     return TextInfo(dumps(tok), "words", vocabulary_size(tok), 24, num_classes=2)
-
-
-def tiny_backbone(arch: str) -> TextBackboneConfig:
-    return TextBackboneConfig(arch=arch, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0)
