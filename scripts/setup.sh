@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # libusb-1.0-0: open3d (ssl-pointcloud) fails to import without it.
 # dataset-fashion-mnist: the embedded default images of ssl-vision.
 # fortunes, fortunes-min, wordnet-base: the embedded default corpora of ssl-text.
-APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist fortunes fortunes-min wordnet-base)
+# hmmer-examples: Pfam seed alignments (ssl-text's protein family probe); dict-freedict-eng-fra: the
+# English-French lexicon of ssl-text's code-switching.
+APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist fortunes fortunes-min wordnet-base hmmer-examples dict-freedict-eng-fra)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
