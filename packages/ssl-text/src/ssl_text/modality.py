@@ -19,8 +19,8 @@ from ssl_text.methods.slm import SLM, SLMConfig
 from ssl_text.methods.t5_span import T5SpanConfig, T5SpanCorruption
 from ssl_text.models.backbones import build_text_encoder
 
-# probes fit on a class-stratified 4,000-text subset of the training texts and score the held-out test texts
-PROBE = ProbeConfig(train_size=4000, batch_size=256)
+# probes fit on a class-stratified 2,000-text subset of the training texts and score the held-out test texts
+PROBE = ProbeConfig(train_size=2000, batch_size=256)
 
 
 def _train(minutes: float, batch_size: int = 32, epochs: float = 2) -> TrainConfig:

@@ -58,13 +58,13 @@ class TextDataConfig:
     min_frequency: int = 2
     max_length: int = 64
     test_fraction: float = 0.2
-    max_probe_test: int | None = 2000
+    max_probe_test: int | None = 1000
     max_texts: int | None = None
     max_chars: int = 20_000
     text_field: str = "text"
     label_field: str = "label"
     finetune_fractions: list[float] = field(default_factory=list)
-    finetune_max_train: int = 4000
+    finetune_max_train: int = 2000
     finetune_epochs: float = 1.0
     lexicon: str | None = None
     seed: int = 0
