@@ -210,3 +210,29 @@ def test_code_switching_uses_the_lexicon(tiny_info):
     batch = _batch(m, _samples(info)[:8])
     assert (batch["labels"] == pad_targets([s.ids for s in _samples(info)[:8]])).all()  # targets: the originals
     m(batch).loss.backward()
+
+
+@pytest.mark.parametrize("task", ["paragraph", "document"])
+def test_span_origin_pairs_are_labelled_by_origin(task):
+    from ssl_text.methods.span_origin import SpanPairPretext, collate_span_pairs
+
+    # paragraph p of document d holds the tokens 1000 * (d + 1) + 100 * p + (0..19)
+    paras = [[2, *[1000 * (d + 1) + 100 * p + i for i in range(20)], 3] for d in range(3) for p in range(4)]
+    docs = [d for d in range(3) for _ in range(4)]
+    pretext = SpanPairPretext(paras, docs, task, max_length=23)
+    torch.manual_seed(0)
+    labels = []
+    for k in range(200):
+        sample = TextSample(paras[k % 12], "", docs[k % 12])
+        ids, seg, y = pretext(sample)
+        sep = ids.index(3)
+        a, b = ids[1:sep], ids[sep + 1 : -1]
+        assert seg == [0] * (len(a) + 2) + [1] * (len(b) + 1) and 0 < len(a) <= 10 and 0 < len(b) <= 10
+        same = (a[0] // 100 == b[0] // 100) if task == "paragraph" else (a[0] // 1000 == b[0] // 1000)
+        assert y == int(same)
+        if task == "document" and y:
+            assert a[0] // 100 != b[0] // 100  # the positive span comes from another paragraph
+        labels.append(y)
+    assert 0.35 < sum(labels) / len(labels) < 0.65
+    batch = collate_span_pairs([pretext(TextSample(paras[0], "", 0)) for _ in range(4)])
+    assert batch["labels"].shape == (4,) and batch["token_type_ids"].shape == batch["input_ids"].shape

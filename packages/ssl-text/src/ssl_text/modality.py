@@ -16,6 +16,7 @@ from ssl_text.methods.electra import Electra, ElectraConfig
 from ssl_text.methods.mlm import MLM, MLMConfig
 from ssl_text.methods.rts import RTS, RTSConfig
 from ssl_text.methods.slm import SLM, SLMConfig
+from ssl_text.methods.span_origin import SpanOrigin, SpanOriginConfig
 from ssl_text.methods.t5_span import T5SpanConfig, T5SpanCorruption
 from ssl_text.models.backbones import build_text_encoder
 
@@ -78,6 +79,17 @@ modality = Modality(
             summary="swapped LM: predict the original of the 15% of tokens swapped for random ones",
             paper=DI_LIELLO,
             train=_train(3.0),
+            probe=PROBE,
+        ),
+        Recipe(
+            name="span_origin",
+            method=SpanOrigin,
+            config=SpanOriginConfig(),
+            summary="span origin: do two spans of the Python reference come from the same document? (seed 41)",
+            paper="Di Liello et al., 2022, Pre-training Transformer Models with Sentence-Level Objectives for Answer "
+            "Sentence Selection",
+            train=_train(3.0, epochs=4),
+            data=TextDataConfig(name="python_docs", probe="fortunes"),
             probe=PROBE,
         ),
         Recipe(

@@ -109,6 +109,8 @@ class TextInfo:
         num_classes: probe classes (``None`` without labels).
         num_documents: documents of the pretraining corpus (0: no documents).
         lexicon: bilingual lexicon, English word -> translations (``data.lexicon``), else empty.
+        paragraphs: token ids of every pretraining text of a corpus with documents (else empty), and
+        paragraph_doc: the document of each, for objectives that draw pairs across texts (span origin).
     """
 
     tokenizer: str
@@ -118,6 +120,8 @@ class TextInfo:
     num_classes: int | None = None
     num_documents: int = 0
     lexicon: dict[str, list[str]] = field(default_factory=dict)
+    paragraphs: list[list[int]] = field(default_factory=list)
+    paragraph_doc: list[int] = field(default_factory=list)
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> dict[str, torch.Tensor]:
@@ -256,6 +260,8 @@ def load_data(cfg: TextDataConfig, extra_probes: dict[str, Callable] | None = No
     info = TextInfo(
         dumps(tokenizer), kind, vocab, cfg.max_length, num_documents=len(set(docs)) if docs else 0, lexicon=lexicon
     )
+    if docs:
+        info.paragraphs, info.paragraph_doc = [t.ids for t in train], [t.doc for t in train]
     if probe.labels is None or not train_lab or not test_lab:
         return DataBundle(train=train, info=info, description=desc + "; no labels, so no probes", raw_features=None)
 
