@@ -28,9 +28,9 @@ from ssl_core.errors import ConfigError
 ENV_VAR = "SSL_CORE_KERNEL"
 
 # Size (anchors x candidates) from which the contrastive losses leave the dense N x N matrix for the
-# tiled kernels. Below it the dense path is as fast and its 3-4 live N x N buffers are small; above it
-# the tiled paths are faster on this machine's CPU and their memory stays O(N d). Measured with
-# benchmarks/contrastive.py (see benchmarks/README.md).
+# tiled kernels. NT-Xent fwd+bwd on 2 CPU cores (benchmarks/README.md, "threshold"): dense and chunked
+# tie at 512 pairs (1024 x 1024), chunked is 1.4x faster at 1024 pairs (2048 x 2048) with half the
+# memory, and dense needs ~52 N^2 bytes beyond that. Not yet tuned on a GPU.
 CONTRASTIVE_MIN_SIZE = 2048 * 2048
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
