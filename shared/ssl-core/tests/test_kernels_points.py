@@ -199,13 +199,15 @@ def test_ball_query_matches_the_definition(impl, b, m, n, radius, k):
 
 
 @needs_triton
-def test_ball_query_triton_small_tiles_and_empty_balls():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_ball_query_triton_small_tiles_and_empty_balls(dtype):
     from ssl_core.kernels.ball_query.triton import ball_query_triton
 
-    query, points = _clouds(2, 19, seed=8), _clouds(2, 61, seed=9)
+    query, points = _clouds(2, 19, seed=8, dtype=dtype), _clouds(2, 61, seed=9, dtype=dtype)
     query[0, 0] = 5.0  # far away: an empty ball
     idx, counts = ball_query_triton(query, points, 0.35, 9, block_m=16, block_n=16)
-    ref_idx, ref_counts = naive_ball_query(query, points, 0.35, 9)
+    # half inputs are compared in float32, as the kernel loads them
+    ref_idx, ref_counts = naive_ball_query(query.float(), points.float(), 0.35, 9)
     assert counts[0, 0] == 0 and (idx[0, 0] == 0).all()
     assert torch.equal(counts.cpu(), ref_counts) and torch.equal(idx.cpu(), ref_idx)
 
