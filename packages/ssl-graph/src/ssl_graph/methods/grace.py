@@ -40,7 +40,8 @@ class GRACEConfig:
         view1, view2: edge removal and feature-column masking of each view; node-removing augmentations
             are refused, since GRACE contrasts each node with its own counterpart.
         max_nodes: nodes contrasted per batch, a random subset when the batch has more (GRACE's pairwise
-            loss is quadratic in the nodes).
+            loss is quadratic in the nodes). Under torchrun each process contrasts its own nodes (their
+            number differs between processes, so they are not gathered).
     """
 
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="gcn", num_layers=2, hidden_dim=64))

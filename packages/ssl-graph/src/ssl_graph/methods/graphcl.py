@@ -32,6 +32,7 @@ class GraphCLConfig:
         temperature: NT-Xent temperature (the paper: 0.2).
         view1, view2: each view's augmentation pool (the paper's "random" setting: one of node dropping,
             subgraph, edge perturbation, attribute masking per graph, strength 0.2).
+        gather_distributed: take negatives from every process under torchrun.
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -39,6 +40,7 @@ class GraphCLConfig:
     temperature: float = 0.2
     view1: AugmentConfig = field(default_factory=AugmentConfig)
     view2: AugmentConfig = field(default_factory=AugmentConfig)
+    gather_distributed: bool = True
 
 
 class GraphCL(Method):
@@ -65,7 +67,7 @@ class GraphCL(Method):
         b1, b2 = batch
         z1 = self.projector(self.backbone(b1))  # (B, proj_dim)
         z2 = self.projector(self.backbone(b2))
-        loss = nt_xent(z1, z2, self.config.temperature)
+        loss = nt_xent(z1, z2, self.config.temperature, gather_distributed=self.config.gather_distributed)
         with torch.no_grad():
             pos = torch.nn.functional.cosine_similarity(z1, z2).mean()
         return MethodOutput(loss, {"pos_cos": pos})
