@@ -54,23 +54,35 @@ def load_tu(folder: Path, name: str, cache: Path) -> list[Data]:
     The files are copied into ``cache/<name>/raw`` (PyG writes its processed tensors beside them), so a
     read-only source such as an installed wheel works.
     """
-    from torch_geometric.datasets import TUDataset
+    from ssl_core.distributed import barrier, get_rank
 
     src = folder / "raw" if (folder / "raw" / f"{name}_A.txt").is_file() else folder
     dst = cache / "tu" / name / "raw"
-    if (
-        not (dst / f"{name}_A.txt").is_file()
-        or (src / f"{name}_A.txt").stat().st_size != (dst / f"{name}_A.txt").stat().st_size
-    ):
-        shutil.rmtree(dst.parent, ignore_errors=True)
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in src.glob(f"{name}_*.txt"):
-            shutil.copy(f, dst / f.name)
+    # under torchrun, rank 0 copies and processes the files while the others wait, so no two processes
+    # write the same cache folder
+    if get_rank() == 0:
+        stale = not (dst / f"{name}_A.txt").is_file() or (
+            (src / f"{name}_A.txt").stat().st_size != (dst / f"{name}_A.txt").stat().st_size
+        )
+        if stale:
+            shutil.rmtree(dst.parent, ignore_errors=True)
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in src.glob(f"{name}_*.txt"):
+                shutil.copy(f, dst / f.name)
+        ds = _tu_dataset(cache, name, src)
+    barrier()
+    if get_rank() != 0:
+        ds = _tu_dataset(cache, name, src)
+    return [ds[i] for i in range(len(ds))]
+
+
+def _tu_dataset(cache: Path, name: str, src: Path):
+    from torch_geometric.datasets import TUDataset
+
     try:
-        ds = TUDataset(str(cache / "tu"), name, use_node_attr=True, use_edge_attr=True)
+        return TUDataset(str(cache / "tu"), name, use_node_attr=True, use_edge_attr=True)
     except Exception as e:  # PyG raises assorted errors on malformed files
         raise DataError(f"cannot read the TU files {name}_*.txt in {src}: {str(e).splitlines()[0]}") from None
-    return [ds[i] for i in range(len(ds))]
 
 
 def load_solubility() -> tuple[list[Data], list[str]]:
