@@ -99,3 +99,26 @@ def test_encoders_and_readouts(mutag):
     enc = GraphEncoder(EncoderConfig(hidden_dim=8, num_layers=2), 7).eval()
     h = enc.node_embeddings(batch.x, batch.edge_index)
     torch.testing.assert_close(enc(batch)[1], h[batch.batch == 1].sum(0))
+
+
+def test_graphgpt_masked_token_objective_is_bidirectional(mutag):
+    from ssl_graph.methods.graphgpt import GraphGPT, GraphGPTConfig
+    from ssl_graph.models.graph_transformer import GraphTransformerConfig
+
+    torch.manual_seed(0)
+    ntp = GraphGPT(GraphGPTConfig(model=GraphTransformerConfig(dim=16, depth=1)), mutag.info)
+    smtp = GraphGPT(GraphGPTConfig(model=GraphTransformerConfig(dim=16, depth=1), objective="smtp"), mutag.info)
+    assert ntp.backbone.config.causal and not smtp.backbone.config.causal
+    batch = batch_of(smtp, mutag.train)
+    out = smtp(batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and 0 < float(out.logs["mask_ratio"]) <= 1
+    # causal attention: changing the last token leaves the earlier hidden states unchanged; bidirectional: not
+    ids, pad = batch
+    ids2 = ids.clone()
+    last = (~pad).sum(1) - 1
+    ids2[torch.arange(len(ids)), last] = 3
+    for model, same in ((ntp, True), (smtp, False)):
+        model.eval()
+        h1, h2 = model.backbone.encode(ids, pad), model.backbone.encode(ids2, pad)
+        assert torch.allclose(h1[0, : last[0]], h2[0, : last[0]], atol=1e-5) == same
