@@ -1,0 +1,367 @@
+"""The Fashion-MNIST table: every selfsup vision method beside lightly's version, same backbone, views, budget.
+
+Every method pretrains on the 60,000 Fashion-MNIST training images for the same fixed budget in EPOCHS
+(not minutes, so accuracies do not depend on machine load), with its recipe's settings; then the frozen
+backbone is scored on the 10,000 test images by a kNN probe (k=20, cosine, temperature 0.07, fitted on all
+60,000 training embeddings) and a linear probe (logistic regression, L2 chosen on a held-out fifth). The
+training throughput (images per second, each image giving all of its views) is reported for both
+libraries. Beside them: the random-init backbones and the raw pixels (also scored with the plain 5-NN on
+10,000 training images that gives the published 82%).
+
+One run per call, appended to a JSON-lines results file, so the table can be filled in piece by piece on a
+quiet machine::
+
+    uv run python benchmarks/vision_table.py run simclr --impl ours
+    uv run python benchmarks/vision_table.py run simclr --impl lightly
+    uv run python benchmarks/vision_table.py baselines
+    uv run python benchmarks/vision_table.py run byol --impl ours --epochs 40   # the long run of the best method
+    uv run python benchmarks/vision_table.py table          # markdown, from the results file
+    uv run python benchmarks/vision_table.py all            # every run above, serially (hours)
+
+``--max-steps N`` makes a smoke run (validation of the harness); smoke rows are recorded with
+``"smoke": true`` and left out of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp (see _harness.py)
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ssl_core.data import DataBundle  # noqa: E402
+from ssl_core.eval.embed import embed_inputs, stratified_subset  # noqa: E402
+from ssl_core.eval.knn import knn_accuracy  # noqa: E402
+from ssl_core.eval.linear import linear_probe  # noqa: E402
+from ssl_core.registry import resolve  # noqa: E402
+from ssl_core.train import latest_checkpoint, load_weights  # noqa: E402
+from ssl_vision.data.images import VisionDataConfig, load_data  # noqa: E402
+
+# The table's budget, in epochs of the 60,000 training images (see the README for how it was chosen).
+EPOCHS = 5
+RESULTS = Path(__file__).resolve().parent / "results" / "vision_table.jsonl"
+
+# row -> (recipe, extra settings of ours, name of lightly's version or None when lightly has none)
+ROWS: dict[str, tuple[str, list[str], str | None]] = {
+    "simclr": ("simclr", [], "simclr"),
+    "simclr+dcl": ("simclr", ["method.loss=dcl"], "simclr"),
+    "simclr+dclw": ("simclr", ["method.loss=dclw"], "simclr"),
+    "moco_v2": ("moco_v2", [], "moco_v2"),
+    "moco_v3": ("moco_v3", [], None),
+    "byol": ("byol", [], "byol"),
+    "simsiam": ("simsiam", [], "simsiam"),
+    "nnclr": ("nnclr", [], "nnclr"),
+    "barlow_twins": ("barlow_twins", [], "barlow_twins"),
+    "vicreg": ("vicreg", [], "vicreg"),
+    "swav": ("swav", [], "swav"),
+    "dino": ("dino", [], "dino"),
+    "mae": ("mae", [], "mae"),
+    "simmim": ("simmim", [], None),
+}
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def machine() -> dict:
+    """Where a figure was taken (CPU model, cores, torch version, load average at the time)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def fashion_mnist() -> DataBundle:
+    bundle = load_data(VisionDataConfig(name="fashion_mnist"))
+    if len(bundle.train) != 60_000:
+        raise SystemExit("the table needs Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+    return bundle
+
+
+def probe(embed_fn, bundle: DataBundle, train_size: int | None = None) -> dict:
+    """kNN (k=20) and linear top-1 on the 10,000 test images, fitted on all 60,000 training images (or on a
+    stratified ``train_size`` of them, for smoke runs)."""
+    tr, te = stratified_subset(bundle.probe_train, train_size), bundle.probe_test
+    e_tr = embed_inputs(embed_fn, tr.inputs, batch_size=1024)
+    e_te = embed_inputs(embed_fn, te.inputs, batch_size=1024)
+    return {
+        "knn_top1": round(knn_accuracy(e_tr, tr.labels, e_te, te.labels, k=20, temperature=0.07), 4),
+        "linear_top1": round(linear_probe(e_tr, tr.labels, e_te, te.labels).top1, 4),
+    }
+
+
+def append(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(result) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+# ------------------------------------------------------------------------------------------------- runs
+def run_ours(row: str, epochs: float, max_steps: int | None, bundle: DataBundle, probe_train: int | None) -> dict:
+    """Pretrain with ``selfsup pretrain vision/<recipe>`` (the product's own path), then probe."""
+    from ssl_core.run import build_method, open_run, pretrain
+
+    recipe_name, extra, _ = ROWS[row]
+    with tempfile.TemporaryDirectory(prefix="vision-table-") as tmp:
+        run_dir = pretrain(
+            f"vision/{recipe_name}",
+            epochs=epochs,
+            max_steps=max_steps,
+            out=Path(tmp) / "run",
+            overrides=[
+                *extra,
+                "data.name=fashion_mnist",
+                "train.max_minutes=null",
+                "probe.enabled=false",
+                "train.progress=false",
+            ],
+        )
+        summary = json.loads((run_dir / "summary.json").read_text())
+        _, recipe, cfg = open_run(run_dir)
+        method = build_method(recipe, cfg, bundle)
+        load_weights(method, latest_checkpoint(run_dir / "checkpoints"))
+    method.eval()
+    return {
+        **probe(method.embed, bundle, probe_train),
+        "steps": summary["steps"],
+        "batch_size": cfg.train.batch_size,
+        "images_per_s": summary["samples_per_s"],
+        "train_minutes": summary["train_minutes"],
+        "backbone": type(method.backbone).__name__,
+        "backbone_params": sum(p.numel() for p in method.backbone.parameters()),
+    }
+
+
+def run_lightly(row: str, epochs: float, max_steps: int | None, bundle: DataBundle, probe_train: int | None) -> dict:
+    """lightly's version with our recipe's backbone, views and settings (see vision_lightly.py)."""
+    from vision_lightly import train_lightly
+
+    from ssl_core.config import base_config, merge, to_run_config
+
+    recipe_name, extra, lightly_name = ROWS[row]
+    if lightly_name is None:
+        raise SystemExit(f"lightly has no version of {row}")
+    modality, recipe = resolve(f"vision/{recipe_name}")
+    cfg = to_run_config(merge(base_config(modality, recipe), overrides=extra))
+    steps_per_epoch = len(bundle.train) // cfg.train.batch_size
+    total = max(1, math.ceil(epochs * steps_per_epoch))  # as ssl_core's Trainer counts
+    if max_steps is not None:
+        total = min(total, max_steps)
+    run = train_lightly(lightly_name, cfg.method, cfg.train, bundle.info, bundle.train, total)
+    with torch.no_grad():
+        result = probe(run.model.backbone, bundle, probe_train)
+    return {
+        **result,
+        "steps": run.steps,
+        "batch_size": cfg.train.batch_size,
+        "images_per_s": round(run.images_per_s, 1),
+        "train_minutes": round(run.train_s / 60, 3),
+        "backbone": type(run.model.backbone).__name__,
+        "backbone_params": sum(p.numel() for p in run.model.backbone.parameters()),
+    }
+
+
+def run_baselines(bundle: DataBundle) -> list[dict]:
+    """The random-init backbone of every recipe's default (one row per distinct backbone) and raw pixels."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from ssl_core.config import base_config, to_run_config
+    from ssl_core.run import build_method
+
+    out, seen = [], set()
+    for row, (recipe_name, _extra, _) in ROWS.items():
+        modality, recipe = resolve(f"vision/{recipe_name}")
+        cfg = to_run_config(base_config(modality, recipe))
+        method = build_method(recipe, cfg, bundle)
+        key = json.dumps(dataclasses.asdict(method.backbone.config), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        method.eval()
+        out.append(
+            {"row": f"random init ({type(method.backbone).__name__})", "like": row, **probe(method.embed, bundle)}
+        )
+    pixels = probe(lambda x: x.flatten(1), bundle)
+    # the reference protocol of the 82%: plain Euclidean 5-NN on 10,000 training images (stratified)
+    sub = stratified_subset(bundle.probe_train, 10_000, seed=0)
+    x_sub = torch.stack([sub.inputs[i] for i in range(len(sub.labels))]).flatten(1).numpy()
+    x_test = torch.stack([bundle.probe_test.inputs[i] for i in range(len(bundle.probe_test.labels))]).flatten(1)
+    knn5 = (
+        KNeighborsClassifier(5).fit(x_sub, sub.labels.numpy()).score(x_test.numpy(), bundle.probe_test.labels.numpy())
+    )
+    out.append({"row": "raw pixels", **pixels, "knn5_10k_top1": round(float(knn5), 4)})
+    return out
+
+
+def run_speed(rows: list[str], steps: int, bundle: DataBundle) -> list[dict]:
+    """Images per second of ours and lightly's version of each row: the median over steps 4..``steps`` of
+    a short run (data loading included), the two libraries alternating row by row."""
+    import statistics
+
+    from vision_lightly import train_lightly
+
+    from ssl_core.config import base_config, merge, to_run_config
+    from ssl_core.run import pretrain
+
+    out = []
+    for row in rows:
+        recipe_name, extra, lightly_name = ROWS[row]
+        with tempfile.TemporaryDirectory(prefix="vision-speed-") as tmp:
+            run_dir = pretrain(
+                f"vision/{recipe_name}",
+                max_steps=steps,
+                out=Path(tmp) / "run",
+                overrides=[
+                    *extra,
+                    "data.name=fashion_mnist",
+                    "train.max_minutes=null",
+                    "probe.enabled=false",
+                    "train.progress=false",
+                ],  # fmt: skip
+            )
+            with open(run_dir / "log.csv") as f:
+                ours = [float(r["samples_per_s"]) for r in csv.DictReader(f)][3:]
+        result = {"row": row, "ours_images_per_s": round(statistics.median(ours), 1)}
+        if lightly_name is not None:
+            modality, recipe = resolve(f"vision/{recipe_name}")
+            cfg = to_run_config(merge(base_config(modality, recipe), overrides=extra))
+            run = train_lightly(lightly_name, cfg.method, cfg.train, bundle.info, bundle.train, steps)
+            lt = statistics.median(cfg.train.batch_size / t for t in run.step_s[3:])
+            result["lightly_images_per_s"] = round(lt, 1)
+            result["speed_ratio"] = round(result["ours_images_per_s"] / lt, 2)
+        out.append(result)
+        print(json.dumps(result), flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ table
+def read_results(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def render(results: list[dict]) -> str:
+    """The markdown table: the latest non-smoke result of each (row, impl, epochs)."""
+    latest: dict[tuple, dict] = {}
+    for r in results:
+        if not r.get("smoke"):
+            latest[(r["row"], r.get("impl", "baseline"), r.get("epochs"))] = r
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    lines = [
+        "| method | epochs | selfsup kNN | selfsup linear | selfsup img/s | lightly kNN | lightly linear | "
+        "lightly img/s | kNN diff | speed ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (row, impl, epochs), r in sorted(latest.items(), key=lambda kv: (kv[0][2] or 0, kv[0][0])):
+        if impl != "ours":
+            continue
+        lt = latest.get((row, "lightly", epochs))
+        cells = [row, f"{epochs:g}", pct(r["knn_top1"]), pct(r["linear_top1"]), f"{r['images_per_s']:.0f}"]
+        if lt is None:
+            cells += ["-"] * 5
+        else:
+            cells += [
+                pct(lt["knn_top1"]),
+                pct(lt["linear_top1"]),
+                f"{lt['images_per_s']:.0f}",
+                f"{100 * (r['knn_top1'] - lt['knn_top1']):+.2f}",
+                f"{r['images_per_s'] / lt['images_per_s']:.2f}x",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    for (row, impl, _), r in latest.items():
+        if impl == "baseline":
+            extra = f" (plain 5-NN on 10,000: {pct(r['knn5_10k_top1'])})" if "knn5_10k_top1" in r else ""
+            lines.append(f"| {row}{extra} | - | {pct(r['knn_top1'])} | {pct(r['linear_top1'])} | - | | | | | |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="pretrain one method (ours or lightly's) and probe it")
+    r.add_argument("row", choices=sorted(ROWS))
+    r.add_argument("--impl", choices=["ours", "lightly"], default="ours")
+    r.add_argument("--epochs", type=float, default=EPOCHS)
+    r.add_argument("--max-steps", type=int, help="a smoke run of N steps (recorded as smoke, not tabled)")
+    r.add_argument("--probe-train", type=int, help="fit the probes on a stratified subset (smoke runs only)")
+    sub.add_parser("baselines", help="random-init backbones and raw pixels")
+    sp = sub.add_parser("speed", help="images/s of ours and lightly's (short runs, to choose the budget)")
+    sp.add_argument("rows", nargs="*", default=sorted(ROWS))
+    sp.add_argument("--steps", type=int, default=12)
+    sub.add_parser("table", help="print the markdown table of the results file")
+    a = sub.add_parser("all", help="every run of the table, serially")
+    a.add_argument("--epochs", type=float, default=EPOCHS)
+    for s in (r, sub.choices["baselines"], sub.choices["table"], a, sp):
+        s.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    if args.command == "table":
+        print(render(read_results(args.results)))
+        return
+    bundle = fashion_mnist()
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    if args.command == "speed":
+        for row in run_speed(args.rows, args.steps, bundle):
+            append({**row, "impl": "speed", "smoke": True, "date": stamp, "machine": machine()}, args.results)
+        return
+    if args.command == "baselines":
+        for row in run_baselines(bundle):
+            append({**row, "impl": "baseline", "date": stamp, "machine": machine()}, args.results)
+        return
+    jobs = [(args.row, args.impl)] if args.command == "run" else []
+    if args.command == "all":
+        jobs = [(row, impl) for row, (_, _, lt) in ROWS.items() for impl in ("ours", "lightly") if impl == "ours" or lt]
+    for row, impl in jobs:
+        before = machine()
+        t0 = time.perf_counter()
+        fn = run_ours if impl == "ours" else run_lightly
+        smoke = getattr(args, "max_steps", None) is not None or getattr(args, "probe_train", None) is not None
+        result = fn(row, args.epochs, getattr(args, "max_steps", None), bundle, getattr(args, "probe_train", None))
+        append(
+            {
+                "row": row,
+                "impl": impl,
+                "epochs": args.epochs,
+                "smoke": smoke,
+                **result,
+                "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
+                "date": stamp,
+                "machine": before,
+                "load_avg_1min_after": round(os.getloadavg()[0], 2),
+            },
+            args.results,
+        )
+    if args.command == "all":
+        for row in run_baselines(bundle):
+            append({**row, "impl": "baseline", "date": stamp, "machine": machine()}, args.results)
+
+
+if __name__ == "__main__":
+    main()
