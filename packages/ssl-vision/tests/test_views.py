@@ -58,3 +58,21 @@ def test_view_settings_are_checked():
         ViewConfig(crop_scale=[0.5, 0.2])
     with pytest.raises(ConfigError, match="probabilities"):
         ViewConfig(blur_prob=1.5)
+
+
+def test_views_are_drawn_on_one_thread_and_the_thread_count_is_restored():
+    from ssl_vision.transforms.views import one_thread
+
+    info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3])
+    view = view_transform(ViewConfig(blur_prob=1.0), info)
+    x = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    before = torch.get_num_threads()
+    seen = []
+    torch.manual_seed(3)
+    a = MultiView([lambda im: seen.append(torch.get_num_threads()) or view(im)])(x)[0]
+    assert seen == [1] and torch.get_num_threads() == before
+    torch.manual_seed(3)
+    torch.testing.assert_close(a, view(x))  # the same draw as on any number of threads
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ssl_core.masking import random_mask
+from ssl_vision.transforms.views import one_thread
 
 
 class MaskedView:
@@ -31,8 +32,10 @@ class MaskedView:
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         m = random_mask(1, self.num_patches, self.mask_ratio)
+        with one_thread():
+            view = self.view(image)
         return {
-            "image": self.view(image),
+            "image": view,
             "mask": m.mask[0],
             "ids_keep": m.ids_keep[0],
             "ids_restore": m.ids_restore[0],
