@@ -42,8 +42,8 @@ class DINOConfig:
             ``teacher_temp_warmup_epochs`` (0.04 -> 0.07 over 30 epochs in the paper's long runs).
         teacher_temp_warmup_epochs: length of that warm-up.
         center_momentum: EMA momentum of the centre (0.9).
-        freeze_last_layer_steps: steps during which the head's last layer gets no gradient (one epoch in
-            the paper).
+        freeze_last_layer_steps: steps during which the head's last layer gets no gradient (one epoch of
+            100 or more in the paper; 50 steps, a fifth of the one-epoch default run, here).
         crops: the multi-crop views (2 global 28-px crops, 6 local 12-px crops).
     The teacher follows the trainer's ``train.ema_momentum`` schedule; weight decay the trainer's
     ``train.weight_decay`` -> ``train.weight_decay_end`` schedule.
@@ -59,7 +59,7 @@ class DINOConfig:
     teacher_temp: float = 0.07
     teacher_temp_warmup_epochs: float = 1.0
     center_momentum: float = 0.9
-    freeze_last_layer_steps: int = 100
+    freeze_last_layer_steps: int = 50
     crops: MultiCropConfig = field(default_factory=MultiCropConfig)
 
 

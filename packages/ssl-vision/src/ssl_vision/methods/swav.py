@@ -51,7 +51,8 @@ class SwAVConfig:
         sinkhorn_iters: Sinkhorn-Knopp iterations (3).
         queue_size: embeddings queued per global crop (3840 at batch 256 in the paper; 0 disables the queue).
         queue_start_step: step from which embeddings are queued; the queue joins the codes once full
-            (the paper starts it at epoch 15 of 800; here after one epoch of Fashion-MNIST at batch 256).
+            (the paper starts it at epoch 15 of 800; here at step 60, a quarter of an epoch of Fashion-MNIST
+            at batch 256, so that even the one-epoch default run trains most of its steps with it).
         freeze_prototypes_steps: steps during which the prototypes get no gradient (313 in the paper).
         crops: the multi-crop views.
         gather_distributed: Sinkhorn over every process's batch under torchrun.
@@ -66,8 +67,8 @@ class SwAVConfig:
     epsilon: float = 0.05
     sinkhorn_iters: int = 3
     queue_size: int = 1024
-    queue_start_step: int = 234
-    freeze_prototypes_steps: int = 100
+    queue_start_step: int = 60
+    freeze_prototypes_steps: int = 50
     crops: MultiCropConfig = field(default_factory=swav_crops)
     gather_distributed: bool = True
 
