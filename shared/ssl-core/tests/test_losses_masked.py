@@ -4,7 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_core.losses import MaskedCrossEntropyLoss, masked_cross_entropy, masked_l1, masked_mse, sce
+from ssl_core.losses import (
+    MaskedCrossEntropyLoss,
+    MaskedL1Loss,
+    MaskedMSELoss,
+    masked_cross_entropy,
+    masked_l1,
+    masked_mse,
+    sce,
+)
 
 
 def naive_masked(pred, target, mask, norm_pix, power):
@@ -47,6 +55,16 @@ def test_masked_mse_and_l1_match_naive(shape, norm_pix, dtype):
     torch.testing.assert_close(
         masked_mse(pred, target, mask.float(), norm_pix), masked_mse(pred, target, mask, norm_pix)
     )
+
+
+@pytest.mark.parametrize("norm_pix", [False, True])
+def test_module_forms_equal_the_functions(norm_pix):
+    g = torch.Generator().manual_seed(3)
+    pred, target = torch.randn(2, 5, 6, generator=g), torch.randn(2, 5, 6, generator=g)
+    mask = torch.rand(2, 5, generator=g) > 0.5
+    assert torch.equal(MaskedMSELoss(norm_pix)(pred, target, mask), masked_mse(pred, target, mask, norm_pix))
+    assert torch.equal(MaskedL1Loss(norm_pix)(pred, target, mask), masked_l1(pred, target, mask, norm_pix))
+    assert not torch.equal(MaskedMSELoss(norm_pix)(pred, target, mask), MaskedL1Loss(norm_pix)(pred, target, mask))
 
 
 def test_masked_losses_ignore_visible_patches_and_handle_empty_masks():

@@ -173,34 +173,37 @@ def sce(pred: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, mask: torc
     return _masked_mean(err, mask)
 
 
-class MaskedMSELoss(nn.Module):
+class _MaskedPatchLoss(nn.Module):
+    """A masked patch-reconstruction loss as a module; subclasses name the functional form in ``fn``."""
+
+    fn = staticmethod(masked_mse)
+
+    def __init__(self, norm_pix: bool = False) -> None:
+        super().__init__()
+        self.norm_pix = norm_pix
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fn(pred, target, mask, self.norm_pix)
+
+
+class MaskedMSELoss(_MaskedPatchLoss):
     """Module form of :func:`masked_mse` (MAE).
 
     Args:
         norm_pix: normalise each target patch.
     """
 
-    def __init__(self, norm_pix: bool = False) -> None:
-        super().__init__()
-        self.norm_pix = norm_pix
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return masked_mse(pred, target, mask, self.norm_pix)
+    fn = staticmethod(masked_mse)
 
 
-class MaskedL1Loss(nn.Module):
+class MaskedL1Loss(_MaskedPatchLoss):
     """Module form of :func:`masked_l1` (SimMIM).
 
     Args:
         norm_pix: normalise each target patch.
     """
 
-    def __init__(self, norm_pix: bool = False) -> None:
-        super().__init__()
-        self.norm_pix = norm_pix
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return masked_l1(pred, target, mask, self.norm_pix)
+    fn = staticmethod(masked_l1)
 
 
 class MaskedCrossEntropyLoss(nn.Module):
