@@ -310,6 +310,18 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render_speed(results: list[dict]) -> str:
+    """The markdown table of the latest ``speed`` measurement of each row (ours and lightly's alternating)."""
+    latest = {r["row"]: r for r in results if r.get("impl") == "speed"}
+    lines = ["| method | selfsup img/s | lightly img/s | ours / lightly | load (1 min) |", "|---|---:|---:|---:|---:|"]
+    for row, r in latest.items():
+        lt = r.get("lightly_images_per_s")
+        cells = [row, f"{r['ours_images_per_s']:.0f}", "-" if lt is None else f"{lt:.0f}"]
+        cells += ["-" if lt is None else f"{r['speed_ratio']:.2f}x", f"{r['machine']['load_avg_1min']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # -------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -324,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     sp = sub.add_parser("speed", help="images/s of ours and lightly's (short runs, to choose the budget)")
     sp.add_argument("rows", nargs="*", default=sorted(ROWS))
     sp.add_argument("--steps", type=int, default=12)
-    sub.add_parser("table", help="print the markdown table of the results file")
+    t = sub.add_parser("table", help="print the markdown table of the results file")
+    t.add_argument("--speed", type=Path, help="also the images/s table of this results file of `speed`")
     a = sub.add_parser("all", help="every run of the table, serially")
     a.add_argument("--epochs", type=float, default=EPOCHS)
     for s in (r, sub.choices["baselines"], sub.choices["table"], a, sp):
@@ -333,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.command == "table":
         print(render(read_results(args.results)))
+        if args.speed is not None:
+            print("\n" + render_speed(read_results(args.speed)))
         return
     bundle = fashion_mnist()
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
