@@ -1,5 +1,7 @@
-"""Graph data sets: bundled (MUTAG, Cuneiform, molecules, karate club) and user files."""
+"""Graph data sets: bundled (MUTAG, Cuneiform, molecules, karate club), a generated evolving city graph, and
+user files."""
 
+from ssl_graph.data.evolving import from_slot_edges, load_slot_csv, urban_mobility
 from ssl_graph.data.graphs import DATASETS, GraphDataConfig, GraphInfo, collate_graphs, load_data
 from ssl_graph.data.neighborhood import EgoGraphs, NeighborhoodSampler
 
@@ -10,5 +12,8 @@ __all__ = [
     "GraphInfo",
     "NeighborhoodSampler",
     "collate_graphs",
+    "from_slot_edges",
     "load_data",
+    "load_slot_csv",
+    "urban_mobility",
 ]

