@@ -111,6 +111,8 @@ class TextInfo:
         lexicon: bilingual lexicon, English word -> translations (``data.lexicon``), else empty.
         paragraphs: token ids of every pretraining text of a corpus with documents (else empty), and
         paragraph_doc: the document of each, for objectives that draw pairs across texts (span origin).
+        corpus_ids: token ids of every pretraining text, for objectives built on corpus statistics (the
+            token clusters of C-RTS, the new words of BIOptimus).
     """
 
     tokenizer: str
@@ -122,6 +124,7 @@ class TextInfo:
     lexicon: dict[str, list[str]] = field(default_factory=dict)
     paragraphs: list[list[int]] = field(default_factory=list)
     paragraph_doc: list[int] = field(default_factory=list)
+    corpus_ids: list[list[int]] = field(default_factory=list)
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> dict[str, torch.Tensor]:
@@ -260,6 +263,7 @@ def load_data(cfg: TextDataConfig, extra_probes: dict[str, Callable] | None = No
     info = TextInfo(
         dumps(tokenizer), kind, vocab, cfg.max_length, num_documents=len(set(docs)) if docs else 0, lexicon=lexicon
     )
+    info.corpus_ids = pre_ids
     if docs:
         info.paragraphs, info.paragraph_doc = [t.ids for t in train], [t.doc for t in train]
     if probe.labels is None or not train_lab or not test_lab:
