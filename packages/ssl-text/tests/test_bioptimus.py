@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.masking import mask_ratio_schedule
-from ssl_text.data.text import TextInfo, TextSample
+from ssl_text.data.text import TextInfo, TextSample, pad_batch
 from ssl_text.methods.bioptimus import (
     BIOptimus,
     BIOptimusConfig,
@@ -144,3 +144,23 @@ def test_training_switches_to_new_tokens_initialised_by_distillation(info):
     assert m.embed(probe).shape == (40, 16)
     torch.testing.assert_close(m.embed(probe), m.backbone(retok))
     assert F.mse_loss(m.embed(probe), m.embed(probe)) == 0
+
+
+def test_export_carries_the_extended_tokenizer(tmp_path, info):
+    from transformers import AutoModel, AutoTokenizer
+
+    from ssl_text.export import save_pretrained
+
+    m = _method(info).eval()
+    hf_dir = save_pretrained(m.backbone, {"input": m.backbone_spec().input}, tmp_path)
+    model, hf_tok = AutoModel.from_pretrained(hf_dir).eval(), AutoTokenizer.from_pretrained(hf_dir)
+    texts = ["the international", "a community cat"]  # within max_length=24 in base tokens too
+    enc = hf_tok(texts, padding=True, return_tensors="pt")
+    new_id = m.base_vocab_size + m.new_words.index("international")
+    assert new_id in enc["input_ids"][0].tolist() and len(hf_tok) == m.info.vocab_size
+    base = tokenizer_from_json(info.tokenizer)  # the probes' inputs: base ids, re-tokenized by embed
+    ours = m.embed(pad_batch([e.ids for e in base.encode_batch(texts)]))
+    with torch.no_grad():
+        h = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    torch.testing.assert_close((h * mask).sum(1) / mask.sum(1), ours, atol=1e-5, rtol=1e-5)
