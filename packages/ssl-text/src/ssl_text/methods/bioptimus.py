@@ -152,9 +152,10 @@ def teacher_targets(backbone, contexts: Sequence[Context]) -> torch.Tensor:
     Shapes:
         - output: ``(C, D)``
     """
+    dev = backbone.input_embeddings().weight.device
     base = pad_batch([c.base_ids for c in contexts])
     with torch.no_grad():
-        h = backbone.states(base["input_ids"], base["attention_mask"])  # (C, L, D)
+        h = backbone.states(base["input_ids"].to(dev), base["attention_mask"].to(dev))  # (C, L, D)
         return torch.stack([h[i, c.pieces].mean(0) for i, c in enumerate(contexts)])
 
 
@@ -175,11 +176,13 @@ def contextual_distillation_loss(
     Shapes:
         - new_embeddings: ``(K, D)``, targets: ``(C, D)``; output: scalar
     """
-    ext = pad_batch([c.ext_ids for c in contexts])
+    dev = new_embeddings.device
+    ext = {k: v.to(dev) for k, v in pad_batch([c.ext_ids for c in contexts]).items()}
     table = torch.cat([backbone.input_embeddings().weight[:first_new_id].detach(), new_embeddings])
     embeds = F.embedding(ext["input_ids"], table)  # (C, L, D)
     h = backbone.model(inputs_embeds=embeds, attention_mask=ext["attention_mask"]).last_hidden_state
-    pred = h[torch.arange(len(contexts)), torch.tensor([c.position for c in contexts])]  # (C, D)
+    rows, cols = torch.arange(len(contexts), device=dev), torch.tensor([c.position for c in contexts], device=dev)
+    pred = h[rows, cols]  # (C, D)
     return F.mse_loss(pred, targets)
 
 
@@ -272,10 +275,11 @@ class BIOptimus(TextMethod):
         emb = self.backbone.input_embeddings().weight
         v0, k = self.base_vocab_size, len(self.new_words)
         init = emb[v0:].detach().clone()
-        sums, counts = torch.zeros_like(init), torch.zeros(k)
-        for c in self.contexts:  # the common baseline: the mean of the pieces' input embeddings
-            sums[c.word] += emb[torch.tensor(c.base_ids)[c.pieces]].detach().mean(0)
-            counts[c.word] += 1
+        sums, counts = torch.zeros_like(init), torch.zeros(k, device=init.device)
+        for ctx in self.contexts:  # the common baseline: the mean of the pieces' input embeddings
+            pieces = torch.tensor([ctx.base_ids[p] for p in ctx.pieces], device=init.device)
+            sums[ctx.word] += emb[pieces].detach().mean(0)
+            counts[ctx.word] += 1
         seen = counts > 0
         init[seen] = sums[seen] / counts[seen, None]
         new = init.clone().requires_grad_()
