@@ -67,6 +67,9 @@ def test_new_words_become_single_tokens(info):
     text = "The International community"
     # what the probes' re-tokenization relies on: base ids -> text -> extended ids as from the raw text
     assert ext.encode(base.decode(base.encode(text).ids)).ids == ext.encode(text).ids
+    # a word that is already a vocabulary entry ("the" with a larger vocabulary) is not a new token
+    bigger = train_tokenizer(TEXTS, TokenizerSpec("words", 300, 1))
+    assert bigger.token_to_id("the") is not None and "the" not in select_new_words(TEXTS, bigger, 3, 3)
     contexts = find_contexts(TEXTS, base, ext, info.vocab_size, 2, 24)
     assert len(contexts) == 2 * len(words)
     for c in contexts:

@@ -6,7 +6,14 @@ import math
 import torch
 
 from ssl_text.data.text import TextInfo, TextSample
-from ssl_text.methods.crts import CRTS, ClusterSubstitutionPretext, CRTSConfig, cooccurrence_ppmi, token_clusters
+from ssl_text.methods.crts import (
+    CRTS,
+    ClusterSubstitutionPretext,
+    CRTSConfig,
+    _cluster,
+    cooccurrence_ppmi,
+    token_clusters,
+)
 from ssl_text.models.backbones import TextBackboneConfig
 from ssl_text.tokenization import NUM_SPECIAL, encode
 
@@ -47,7 +54,7 @@ def test_clusters_keep_vocabularies_that_never_meet_apart():
     assert (clusters[:NUM_SPECIAL] == -1).all() and (clusters[80:] == -1).all()  # special or unseen
     a, b = set(clusters[40:60].tolist()), set(clusters[60:80].tolist())
     assert -1 not in a | b and not a & b
-    assert torch.equal(clusters, token_clusters(_two_topics(), 100, 6, 2, 8))  # deterministic
+    assert torch.equal(clusters, _cluster(_two_topics(), 100, 6, 2, 8, 0))  # deterministic (uncached)
 
 
 def test_substitutes_come_from_the_original_cluster():

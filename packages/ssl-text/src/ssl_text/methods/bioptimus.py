@@ -89,12 +89,14 @@ class BIOptimusConfig:
 
 def select_new_words(texts: Sequence[str], tokenizer: Tokenizer, k: int, min_count: int) -> list[str]:
     """The ``k`` most frequent words of ``texts`` (lower-cased, alphabetic, at least ``min_count``
-    occurrences) that ``tokenizer`` splits into two or more pieces inside a sentence; ties by word."""
+    occurrences) that ``tokenizer`` splits into two or more pieces inside a sentence and that are not
+    vocabulary entries already; ties by word."""
     counts = Counter(w for t in texts for w in _WORD.findall(t.lower()))
     ranked = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
     out = []
     for w in ranked:
-        if len(tokenizer.encode(" " + w, add_special_tokens=False).ids) >= 2:
+        # a word that is already a vocabulary entry (as a word start) would not be added as a new token
+        if tokenizer.token_to_id(w) is None and len(tokenizer.encode(" " + w, add_special_tokens=False).ids) >= 2:
             out.append(w)
             if len(out) == k:
                 break
@@ -108,7 +110,9 @@ def extend_tokenizer(tokenizer_json: str, words: Sequence[str]) -> Tokenizer:
     matches after the tokenizer's normaliser (lower-casing), like the pieces.
     """
     tok = tokenizer_from_json(tokenizer_json)
-    tok.add_tokens([AddedToken(w, single_word=True, lstrip=True, normalized=True) for w in words])
+    added = tok.add_tokens([AddedToken(w, single_word=True, lstrip=True, normalized=True) for w in words])
+    if added != len(words):  # pragma: no cover - select_new_words only picks words outside the vocabulary
+        raise ConfigError(f"only {added} of the {len(words)} new words could be added to the tokenizer")
     return tok
 
 
@@ -186,6 +190,31 @@ def contextual_distillation_loss(
     return F.mse_loss(pred, targets)
 
 
+_PREPARED: dict[tuple, tuple[list[str], str, list[Context]]] = {}
+
+
+def _new_tokens(info: TextInfo, config: BIOptimusConfig) -> tuple[list[str], str, list[Context]]:
+    """The new words, the extended tokenizer (JSON) and the distillation contexts of a corpus; cached for
+    the same corpus and settings, so rebuilding the method (the probes' random-init baseline) is free."""
+    c = config
+    key = (hash(info.tokenizer), hash(tuple(map(tuple, info.corpus_ids))), c.new_tokens, c.min_count,
+           c.contexts_per_token, info.max_length)  # fmt: skip
+    if key not in _PREPARED:
+        base = tokenizer_from_json(info.tokenizer)
+        texts = base.decode_batch(info.corpus_ids, skip_special_tokens=True)
+        words = select_new_words(texts, base, c.new_tokens, c.min_count)
+        if not words:
+            raise ConfigError(
+                f"BIOptimus found no word seen {c.min_count} times that the tokenizer splits; lower "
+                "method.min_count or data.vocab_size"
+            )
+        ext = extend_tokenizer(info.tokenizer, words)
+        contexts = find_contexts(texts, base, ext, info.vocab_size, c.contexts_per_token, info.max_length)
+        _PREPARED.clear()  # one corpus at a time
+        _PREPARED[key] = words, dumps(ext), contexts
+    return _PREPARED[key]
+
+
 class BIOptimusPretext:
     """``sample -> (base ids, extended ids, masking seed)``; picklable (the tokenizer is rebuilt lazily).
 
@@ -229,19 +258,11 @@ class BIOptimus(TextMethod):
             raise ConfigError(f"BIOptimus is a BERT: method.backbone.arch=bert, not {config.backbone.arch}")
         if not info.corpus_ids:
             raise ConfigError("BIOptimus picks new words from the pretraining corpus, and the data gave none")
-        base = tokenizer_from_json(info.tokenizer)
-        texts = base.decode_batch(info.corpus_ids, skip_special_tokens=True)
-        words = select_new_words(texts, base, config.new_tokens, config.min_count)
-        if not words:
-            raise ConfigError(
-                f"BIOptimus found no word seen {config.min_count} times that the tokenizer splits; lower "
-                "method.min_count or data.vocab_size"
-            )
-        ext = extend_tokenizer(info.tokenizer, words)
+        words, ext_json, contexts = _new_tokens(info, config)
         self.base_vocab_size, self.new_words = info.vocab_size, words
-        super().__init__(config, dataclasses.replace(info, tokenizer=dumps(ext), vocab_size=ext.get_vocab_size()))
+        super().__init__(config, dataclasses.replace(info, tokenizer=ext_json, vocab_size=info.vocab_size + len(words)))
         self.base_tokenizer_json = info.tokenizer
-        self.contexts = find_contexts(texts, base, ext, info.vocab_size, config.contexts_per_token, info.max_length)
+        self.contexts = contexts
         self.head = TiedLMHead(self.backbone.embed_dim, self.backbone.embed_dim, self.info.vocab_size)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("extended", torch.zeros((), dtype=torch.bool))  # new tokens added (checkpointed)
