@@ -34,7 +34,12 @@ def batch_of(method, data, n=16, seed=0):
     return collate([items[(i, seed * 1000 + i)] for i in range(n)])
 
 
-@pytest.mark.parametrize("name", sorted(modality.recipes))
+# recipes on the modality's data (MUTAG); those with data of their own (graph/seenet: an evolving graph) are
+# tested in their own files
+STATIC = sorted(name for name, recipe in modality.recipes.items() if recipe.data is None)
+
+
+@pytest.mark.parametrize("name", STATIC)
 def test_step_embed_and_loss_falls(name, mutag):
     recipe = modality.recipes[name]
     torch.manual_seed(0)

@@ -63,3 +63,23 @@ def test_graphgpt_exports_its_vocabulary(tmp_path):
     )
     cfg = json.loads((tmp_path / "export" / "config.json").read_text())
     assert cfg["name"] == "graph_transformer" and "n0" in cfg["config"]["vocab"]
+
+
+def test_seenet_on_a_user_csv_exports_seconv(tmp_path):
+    from ssl_graph.data import urban_mobility
+
+    graph, function = urban_mobility(num_locations=120)
+    rows = [f"{u},{v},{t}" for (u, v), t in zip(graph.edge_index.t().tolist(), graph.edge_slot.tolist(), strict=True)]
+    (tmp_path / "city.csv").write_text("\n".join(["src,dst,slot", *rows]))
+    (tmp_path / "city.labels").write_text("".join(f"{i} {int(c)}\n" for i, c in enumerate(function)))
+    _, metrics = run_and_export(
+        tmp_path,
+        "graph/seenet",
+        f"data.path={tmp_path / 'city.csv'}",
+        "train.batch_size=16",
+        "method.encoder.hidden_dim=8",
+        steps=2,
+    )
+    cfg = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert cfg["name"] == "seconv" and cfg["config"]["num_slots"] == 4 and cfg["embed_dim"] == 32
+    assert metrics["raw_input"]["knn_top1"] >= 0  # no node features in a CSV: one-hot degrees

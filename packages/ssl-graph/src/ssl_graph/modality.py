@@ -13,8 +13,10 @@ from ssl_graph.methods.graphmae import GraphMAE, GraphMAEConfig
 from ssl_graph.methods.infograph import InfoGraph, InfoGraphConfig
 from ssl_graph.methods.linkpred import LinkPred, LinkPredConfig
 from ssl_graph.methods.paretognn import ParetoGNN, ParetoGNNConfig
+from ssl_graph.methods.seenet import SEENet, SEENetConfig
 from ssl_graph.models.encoder import build_encoder
 from ssl_graph.models.graph_transformer import build_graph_transformer
+from ssl_graph.models.seconv import build_seconv
 
 # Graph-level probes as InfoGraph and GraphMAE report them: 10-fold cross-validated linear SVM on all
 # labelled graphs, beside kNN and logistic regression on a fixed stratified 80/20 split.
@@ -116,7 +118,17 @@ modality = Modality(
             train=_train(epochs=60, batch_size=64, lr=1e-3, warmup_epochs=5),
             probe=PROBE,
         ),
+        Recipe(
+            name="seenet",
+            method=SEENet,
+            config=SEENetConfig(),
+            summary="SEENet: SEConv over an evolving graph's time slots, global-local time-aware tasks",
+            paper="Li et al., 2023, Multi-Temporal Relationship Inference in Urban Areas",
+            train=_train(epochs=20, batch_size=64, lr=1e-3),
+            data=GraphDataConfig(name="urban"),
+            probe=PROBE,
+        ),
     ),
-    backbones={"gnn": build_encoder, "graph_transformer": build_graph_transformer},
+    backbones={"gnn": build_encoder, "graph_transformer": build_graph_transformer, "seconv": build_seconv},
     datasets=DATASETS,
 )

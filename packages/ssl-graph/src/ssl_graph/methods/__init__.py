@@ -9,6 +9,7 @@ from ssl_graph.methods.graphmae import GraphMAE, GraphMAEConfig
 from ssl_graph.methods.infograph import InfoGraph, InfoGraphConfig
 from ssl_graph.methods.linkpred import LinkPred, LinkPredConfig
 from ssl_graph.methods.paretognn import ParetoGNN, ParetoGNNConfig
+from ssl_graph.methods.seenet import SEENet, SEENetConfig
 
 __all__ = [
     "BGRL",
@@ -29,4 +30,6 @@ __all__ = [
     "LinkPredConfig",
     "ParetoGNN",
     "ParetoGNNConfig",
+    "SEENet",
+    "SEENetConfig",
 ]
