@@ -1,43 +1,164 @@
-"""The vision modality as the core discovers it (entry point ``ssl_core.modalities: vision``)."""
+"""The vision modality as the core discovers it (entry point ``ssl_core.modalities: vision``).
+
+Every recipe's default run is sized for 2 CPU cores: a number of epochs of Fashion-MNIST (60,000 images)
+and a ``max_minutes`` cap that fits the schedules into the time when the machine is slower, so that each
+default run, probes included, ends within about 10 minutes (SimCLR's, the main job, within 5).
+"""
 
 from ssl_core.eval.config import ProbeConfig
 from ssl_core.modality import Modality, Recipe
 from ssl_core.train.config import TrainConfig
 from ssl_vision.data.images import DATASETS, VisionDataConfig, load_data
-from ssl_vision.methods.common import build_resnet
-from ssl_vision.methods.simclr import SimCLR, SimCLRConfig
+from ssl_vision.methods import (
+    BYOL,
+    DINO,
+    MAE,
+    NNCLR,
+    BarlowTwins,
+    BarlowTwinsConfig,
+    BYOLConfig,
+    DINOConfig,
+    MAEConfig,
+    MoCoV2,
+    MoCoV2Config,
+    MoCoV3,
+    MoCoV3Config,
+    NNCLRConfig,
+    SimCLR,
+    SimCLRConfig,
+    SimMIM,
+    SimMIMConfig,
+    SimSiam,
+    SimSiamConfig,
+    SwAV,
+    SwAVConfig,
+    VICReg,
+    VICRegConfig,
+)
+from ssl_vision.methods.common import build_resnet, build_vit
 
 # The probes of every recipe train on a class-stratified 10,000-image subset of the training set and
 # score all test images (10,000 for Fashion-MNIST).
 PROBE = ProbeConfig(train_size=10_000)
 
+
+def _train(epochs: float, minutes: float, **kw) -> TrainConfig:
+    """A default budget: ``epochs`` passes, fitted into ``minutes`` of training when the machine is slower."""
+    base = dict(batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_epochs=0.1, channels_last=True)
+    return TrainConfig(epochs=epochs, max_minutes=minutes, **{**base, **kw})
+
+
+# EMA teachers of short runs: 0.99 -> 1 (cosine), as solo-learn's CIFAR recipes; the papers' 0.996 / 0.999
+# suit hundreds of epochs
+EMA = dict(ema_momentum=0.99, ema_momentum_end=1.0)
+
+RECIPES = [
+    Recipe(
+        name="simclr",
+        method=SimCLR,
+        config=SimCLRConfig(),
+        summary="SimCLR: two augmented views, NT-Xent contrastive loss (method.loss=dcl / dclw: DCL, DCLW)",
+        paper="Chen et al., 2020, A Simple Framework for Contrastive Learning of Visual Representations",
+        # two epochs (468 steps) take about 3.3 minutes on 2 CPU cores; on a slower machine max_minutes
+        # fits the schedules into 3.5 minutes, so the main job stays under 5 minutes with its probes
+        train=_train(2, 3.5),
+    ),
+    Recipe(
+        name="moco_v2",
+        method=MoCoV2,
+        config=MoCoV2Config(),
+        summary="MoCo v2: momentum key encoder, queue of negative keys, InfoNCE",
+        paper="Chen, Fan, Girshick and He, 2020, Improved Baselines with Momentum Contrastive Learning",
+        train=_train(2, 6, **EMA),
+    ),
+    Recipe(
+        name="moco_v3",
+        method=MoCoV3,
+        config=MoCoV3Config(),
+        summary="MoCo v3: predictor against a momentum encoder, symmetric in-batch InfoNCE",
+        paper="Chen, Xie and He, 2021, An Empirical Study of Training Self-Supervised Vision Transformers",
+        train=_train(2, 6, **EMA),
+    ),
+    Recipe(
+        name="byol",
+        method=BYOL,
+        config=BYOLConfig(),
+        summary="BYOL: online predictor regresses an EMA target network's projection",
+        paper="Grill et al., 2020, Bootstrap Your Own Latent",
+        train=_train(2, 6, **EMA),
+    ),
+    Recipe(
+        name="simsiam",
+        method=SimSiam,
+        config=SimSiamConfig(),
+        summary="SimSiam: predictor and stop-gradient, no negatives and no momentum encoder",
+        paper="Chen and He, 2021, Exploring Simple Siamese Representation Learning",
+        train=_train(2, 6),
+    ),
+    Recipe(
+        name="nnclr",
+        method=NNCLR,
+        config=NNCLRConfig(),
+        summary="NNCLR: nearest neighbours from a support set as positives, InfoNCE",
+        paper="Dwibedi et al., 2021, With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning",
+        train=_train(2, 6),
+    ),
+    Recipe(
+        name="barlow_twins",
+        method=BarlowTwins,
+        config=BarlowTwinsConfig(),
+        summary="Barlow Twins: cross-correlation of two views pushed to the identity",
+        paper="Zbontar et al., 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
+        train=_train(2, 6),
+    ),
+    Recipe(
+        name="vicreg",
+        method=VICReg,
+        config=VICRegConfig(),
+        summary="VICReg: variance, invariance and covariance regularisation",
+        paper="Bardes, Ponce and LeCun, 2022, VICReg: Variance-Invariance-Covariance Regularization",
+        train=_train(2, 6),
+    ),
+    Recipe(
+        name="swav",
+        method=SwAV,
+        config=SwAVConfig(),
+        summary="SwAV: swapped prediction of Sinkhorn codes over multi-crop views, with a queue",
+        paper="Caron et al., 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments",
+        train=_train(1, 7),
+    ),
+    Recipe(
+        name="dino",
+        method=DINO,
+        config=DINOConfig(),
+        summary="DINO: self-distillation from an EMA teacher with centring and sharpening, multi-crop",
+        paper="Caron et al., 2021, Emerging Properties in Self-Supervised Vision Transformers",
+        train=_train(1, 7, lr=1e-3, weight_decay=0.04, weight_decay_end=0.4, clip_grad=3.0, **EMA),
+    ),
+    Recipe(
+        name="mae",
+        method=MAE,
+        config=MAEConfig(),
+        summary="MAE: ViT encoder on the visible 25% of patches, light decoder, pixel MSE",
+        paper="He et al., 2022, Masked Autoencoders Are Scalable Vision Learners",
+        train=_train(2, 7, lr=1.5e-3, weight_decay=0.05, betas=(0.9, 0.95), channels_last=False),
+    ),
+    Recipe(
+        name="simmim",
+        method=SimMIM,
+        config=SimMIMConfig(),
+        summary="SimMIM: mask tokens in a ViT, linear head, L1 on masked pixels",
+        paper="Xie et al., 2022, SimMIM: A Simple Framework for Masked Image Modeling",
+        train=_train(1, 7, lr=1e-3, weight_decay=0.05, betas=(0.9, 0.999), channels_last=False),
+    ),
+]
+
 modality = Modality(
     name="vision",
-    summary="images (Fashion-MNIST by default; image folders and IDX files with --data)",
+    summary="images (Fashion-MNIST by default; image folders, IDX and .npy arrays with --data)",
     data_config=VisionDataConfig(),
     load_data=load_data,
-    recipes=Modality.recipe_map(
-        Recipe(
-            name="simclr",
-            method=SimCLR,
-            config=SimCLRConfig(),
-            summary="SimCLR: two augmented views, NT-Xent contrastive loss",
-            paper="Chen et al., 2020, A Simple Framework for Contrastive Learning of Visual Representations",
-            # two epochs (468 steps) take about 3.3 minutes on 2 CPU cores; on a slower machine max_minutes
-            # fits the schedules into 3.5 minutes, so the main job stays under 5 minutes with its probes
-            train=TrainConfig(
-                epochs=2,
-                max_minutes=3.5,
-                batch_size=256,
-                optimizer="adamw",
-                lr=2e-3,
-                weight_decay=1e-4,
-                warmup_epochs=0.1,
-                channels_last=True,
-            ),
-            probe=PROBE,
-        ),
-    ),
-    backbones={"resnet": build_resnet},
+    recipes=Modality.recipe_map(*(Recipe(**{**r.__dict__, "probe": PROBE}) for r in RECIPES)),
+    backbones={"resnet": build_resnet, "vit": build_vit},
     datasets=DATASETS,
 )

@@ -1,0 +1,312 @@
+"""Every registered vision method: forward/backward on a tiny batch, checkpoints, and the mechanics of each
+paper checked against a naive reference (queues, EMA, stop-gradients, nearest neighbours, masking)."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import default_collate
+
+from ssl_core.train.checkpoint import load_weights, save_checkpoint
+from ssl_vision.data.images import ImageInfo
+from ssl_vision.methods.nnclr import nearest_neighbour
+from ssl_vision.modality import modality
+from ssl_vision.models import ResNetConfig, ViTConfig
+from ssl_vision.models.vit import patchify
+from ssl_vision.transforms import MultiCropConfig, ViewConfig
+
+INFO = ImageInfo(channels=1, image_size=16, mean=[0.5], std=[0.5])
+R = ResNetConfig(width=8)  # 64-d embedding, 0.08 M parameters
+V = ViTConfig(depth=1)  # ViT-tiny width, one block: 16 patches of a 16x16 image
+CROPS = MultiCropConfig(local_view=ViewConfig(size=8, crop_scale=[0.05, 0.4]), n_local=2)
+# the smallest settings of every registered recipe (freezing steps at 0, so every parameter learns at once)
+TINY = {
+    "simclr": dict(backbone=R, proj_hidden_dim=32, proj_dim=16),
+    "moco_v2": dict(backbone=R, proj_hidden_dim=32, proj_dim=16, queue_size=24),
+    "moco_v3": dict(backbone=R, proj_hidden_dim=32, proj_dim=16),
+    "byol": dict(backbone=R, proj_hidden_dim=32, proj_dim=16),
+    "simsiam": dict(backbone=R, proj_dim=32, pred_hidden_dim=8),
+    "nnclr": dict(backbone=R, proj_hidden_dim=32, proj_dim=16, support_size=24),
+    "barlow_twins": dict(backbone=R, proj_dim=32),
+    "vicreg": dict(backbone=R, proj_dim=32),
+    "swav": dict(backbone=R, proj_hidden_dim=32, proj_dim=16, n_prototypes=10, queue_size=16, queue_start_step=0,
+                 freeze_prototypes_steps=0, crops=CROPS),
+    "dino": dict(backbone=R, head_hidden_dim=32, bottleneck_dim=16, out_dim=20, freeze_last_layer_steps=0, crops=CROPS),
+    "mae": dict(backbone=V, decoder_dim=16, decoder_depth=1, decoder_heads=2),
+    "simmim": dict(backbone=V),
+}  # fmt: skip
+STEP_VALUES = {"ema_momentum": 0.9, "lr": 1e-3, "weight_decay": 0.0}
+
+
+def tiny(name, **kw):
+    recipe = modality.recipes[name]
+    torch.manual_seed(0)
+    return recipe.method(dataclasses.replace(recipe.config, **{**TINY[name], **kw}), INFO)
+
+
+def make_batch(method, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
+    torch.manual_seed(seed)
+    pretext = method.pretext()
+    return default_collate([pretext(x) for x in images])
+
+
+def test_every_registered_recipe_has_a_tiny_setting():
+    assert set(TINY) == set(modality.recipes)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_forward_backward_embed_and_checkpoint(name, tmp_path):
+    m = tiny(name)
+    out = m(make_batch(m))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    trainable = [(k, p) for k, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for _, p in trainable), [k for k, p in trainable if p.grad is None]
+    # teachers and momentum encoders are never trained by gradient
+    assert all(not p.requires_grad for k, p in m.named_parameters() if k.split(".")[0] in ("key_encoder", "target",
+               "teacher", "momentum_encoder"))  # fmt: skip
+    m.schedules(10, 5)
+    m.after_optimizer_step(0, STEP_VALUES)
+    x = torch.randn(3, 1, 16, 16)
+    m.eval()
+    assert m.embed(x).shape == (3, m.backbone_spec().embed_dim)
+    # the whole state (teachers, queues, centres, step counters) survives a checkpoint
+    path = save_checkpoint(tmp_path, 1, m, {}, {})
+    other = tiny(name)
+    load_weights(other, path)
+    for (k, a), b in zip(m.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_moco_v2_queue_and_momentum_encoder():
+    m = tiny("moco_v2")
+    batch = make_batch(m)
+    q = m.projector(m.backbone(batch[0]))
+    with torch.no_grad():
+        k = m.key_encoder.module["projector"](m.key_encoder.module["backbone"](batch[1]))
+    m(batch)
+    torch.testing.assert_close(m.queue.features, k)  # the keys were queued after use
+    # with a queue the negatives are the queued keys: InfoNCE against 1 + K candidates (naive reference)
+    loss = m(batch).loss
+    qn, kn, neg = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(k, dim=1)
+    logits = torch.cat([(qn * kn).sum(1, keepdim=True), qn @ neg.T], dim=1) / m.config.temperature
+    torch.testing.assert_close(loss, F.cross_entropy(logits, torch.zeros(8, dtype=torch.long)))
+    # after an optimizer step the key encoder moves: xi <- m xi + (1 - m) theta
+    w_key = m.key_encoder.module["backbone"].stem[0].weight.clone()
+    with torch.no_grad():
+        m.backbone.stem[0].weight.add_(1.0)
+    m.after_optimizer_step(0, STEP_VALUES)
+    torch.testing.assert_close(m.key_encoder.module["backbone"].stem[0].weight,
+                               0.9 * w_key + 0.1 * m.backbone.stem[0].weight)  # fmt: skip
+
+
+def test_moco_v3_loss_is_the_symmetric_scaled_infonce():
+    m = tiny("moco_v3")
+    m.eval()  # BatchNorm in eval mode: one pass over both views equals two passes
+    x1, x2 = make_batch(m)
+    q1, q2 = (m.predictor(m.projector(m.backbone(x))) for x in (x1, x2))
+    teacher = m.momentum_encoder.module
+    k1, k2 = (teacher["projector"](teacher["backbone"](x)) for x in (x1, x2))
+    t = m.config.temperature
+
+    def ctr(q, k):
+        logits = F.normalize(q, dim=1) @ F.normalize(k, dim=1).T / t
+        return 2 * t * F.cross_entropy(logits, torch.arange(len(q)))
+
+    torch.testing.assert_close(m((x1, x2)).loss, ctr(q1, k2) + ctr(q2, k1))
+
+
+def test_byol_loss_and_stop_gradient_into_the_target():
+    m = tiny("byol")
+    m.eval()
+    x1, x2 = make_batch(m)
+    p1, p2 = (m.predictor(m.projector(m.backbone(x))) for x in (x1, x2))
+    z1, z2 = (m.target.module["projector"](m.target.module["backbone"](x)) for x in (x1, x2))
+    ref = sum((2 - 2 * F.cosine_similarity(p, z, dim=1)).mean() for p, z in ((p1, z2), (p2, z1)))
+    loss = m((x1, x2)).loss
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    assert all(p.grad is None for p in m.target.parameters())
+
+
+def test_simsiam_gradient_flows_through_the_predictions_only():
+    m = tiny("simsiam")
+    batch = make_batch(m)
+    z = m.projector(m.backbone(torch.cat(batch)))
+    z.retain_grad()
+    p1, p2 = m.predictor(z).chunk(2)
+    z1, z2 = z.detach().chunk(2)
+    ref = -0.5 * (F.cosine_similarity(p1, z2).mean() + F.cosine_similarity(p2, z1).mean())
+    torch.testing.assert_close(m(batch).loss, ref)
+
+
+def test_nnclr_nearest_neighbour_and_support_set():
+    g = torch.Generator().manual_seed(0)
+    z, support = torch.randn(5, 4, generator=g), torch.randn(9, 4, generator=g)
+    naive = torch.stack([max(support, key=lambda s: F.cosine_similarity(zi, s, dim=0)) for zi in z])
+    torch.testing.assert_close(nearest_neighbour(z, support), naive)
+    m = tiny("nnclr")
+    batch = make_batch(m)
+    m(batch)
+    assert len(m.support) == 8  # the first view's projections were added
+    m(batch)
+    assert len(m.support) == 16
+
+
+def test_swav_prototypes_on_the_sphere_frozen_at_first_and_queue_joins_when_full():
+    m = tiny("swav", freeze_prototypes_steps=2, queue_size=16, queue_start_step=1)
+    batch = make_batch(m)
+    out = m(batch)
+    out.loss.backward()
+    torch.testing.assert_close(m.prototypes.weight.norm(dim=1), torch.ones(10))
+    assert m.prototypes.weight.grad is None and out.logs["queue"] == 0.0  # frozen; queue not started
+    m.after_optimizer_step(0, STEP_VALUES)
+    assert m(batch).logs["queue"] == 0.0 and len(m.queues[0]) == 8  # queueing from step 1, not yet full
+    m.after_optimizer_step(1, STEP_VALUES)
+    m(batch)  # fills the queue
+    m.after_optimizer_step(2, STEP_VALUES)
+    out = m(batch)
+    assert out.logs["queue"] == 1.0
+    out.loss.backward()
+    assert m.prototypes.weight.grad is not None  # step 3 >= 2: the prototypes learn
+
+
+def test_dino_last_layer_frozen_at_first_teacher_sees_global_crops_and_schedule():
+    m = tiny("dino", freeze_last_layer_steps=1, teacher_temp_warmup_epochs=1.0)
+    temps = m.schedules(total_steps=10, steps_per_epoch=5)["teacher_temp"]
+    assert temps[0] == pytest.approx(0.04) and temps[4] == pytest.approx(0.07) and temps[-1] == pytest.approx(0.07)
+    batch = make_batch(m)
+    seen = []
+    m.teacher.module["backbone"].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape))
+    out = m(batch)
+    assert seen == [(16, 1, 16, 16)]  # 2 global crops of 8 images, no local crop
+    out.loss.backward()
+    assert m.head.last_weight.grad is None and m.head.mlp[0].weight.grad is not None
+    m.after_optimizer_step(0, STEP_VALUES)
+    out = m(batch)
+    out.loss.backward()
+    assert m.head.last_weight.grad is not None and out.logs["teacher_temp"] == pytest.approx(temps[1])
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+def test_dino_head_equals_lightlys():
+    from lightly.models.modules.heads import DINOProjectionHead
+
+    from ssl_vision.models import DINOHead
+
+    torch.manual_seed(0)
+    ours, peer = DINOHead(12, 32, 8, 20), DINOProjectionHead(12, 32, 8, 20)
+    with torch.no_grad():
+        for a, b in zip(ours.mlp, peer.layers, strict=True):
+            if isinstance(a, torch.nn.Linear):
+                b.weight.copy_(a.weight)
+                b.bias.copy_(a.bias)
+        peer.last_layer.weight_v.copy_(ours.last_weight)
+    x = torch.randn(5, 12)
+    torch.testing.assert_close(ours(x), peer(x))
+
+
+def test_mae_encoder_sees_only_visible_patches_and_decoder_unshuffles():
+    m = tiny("mae")
+    batch = make_batch(m)
+    assert batch["mask"].sum(1).tolist() == [12] * 8  # 75% of 16 patches
+    lengths = []
+    m.backbone.blocks[0].register_forward_pre_hook(lambda mod, inp: lengths.append(inp[0].shape[1]))
+    latent = m.forward_encoder(batch["image"], batch["ids_keep"])
+    assert lengths == [1 + 4]  # class token + the 4 visible patches
+    # un-shuffle reference: decoder token l is the encoded visible token whose ids_keep is l, else the mask token
+    x = m.decoder_embed(latent)
+    ref = m.mask_token.expand(8, 16, -1).clone()
+    for b in range(8):
+        for j, pos in enumerate(batch["ids_keep"][b].tolist()):
+            ref[b, pos] = x[b, 1 + j]
+    seen = []
+    m.decoder_blocks[0].register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
+    m.forward_decoder(latent, batch["ids_restore"])
+    torch.testing.assert_close(seen[0][:, 1:], ref + m.decoder_pos_embed[:, 1:])
+    # the loss: MSE on the masked patches only, each target patch normalised (naive reference)
+    pred = m.forward_decoder(latent, batch["ids_restore"])
+    target = patchify(batch["image"], 4)
+    errors = []
+    for b in range(8):
+        for pos in batch["mask"][b].nonzero().flatten().tolist():
+            t = target[b, pos]
+            errors.append(((pred[b, pos] - (t - t.mean()) / (t.var() + 1e-6).sqrt()) ** 2).mean())
+    torch.testing.assert_close(m(batch).loss, torch.stack(errors).mean())
+
+
+def test_patchify_equals_lightlys():
+    from lightly.models import utils
+
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(patchify(x, 4), utils.patchify(x, 4))
+
+
+def test_simmim_encoder_ignores_the_pixels_of_masked_patches():
+    m = tiny("simmim")
+    m.eval()
+    batch = make_batch(m)
+    seen = []
+    m.head.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
+    m(batch)
+    images = batch["image"].clone()
+    mask_px = batch["mask"].view(8, 4, 4).repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None]
+    images[mask_px] = 7.0  # change masked pixels only
+    m({**batch, "image": images})
+    torch.testing.assert_close(seen[0], seen[1])
+    assert batch["mask"].sum(1).tolist() == [10] * 8  # int(16 * 0.4) = 6 patches kept
+
+
+def test_vit_backbone_takes_multicrop_local_views():
+    m = tiny("dino", vit=V, crops=MultiCropConfig(local_view=ViewConfig(size=8, crop_scale=[0.05, 0.4]), n_local=2))
+    out = m(make_batch(m))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and m.backbone_spec().name == "vit"
+
+
+def test_convergence_distillation_family():
+    """BYOL's loss falls on a fixed batch within a few steps (the distillation family: EMA teacher)."""
+    m = tiny("byol")
+    batch = make_batch(m, n=16)
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for step in range(25):
+        loss = m(batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        m.after_optimizer_step(step, {"ema_momentum": 0.99})
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_convergence_masked_family():
+    """MAE's reconstruction loss falls on a fixed batch within a few steps."""
+    m = tiny("mae")
+    batch = make_batch(m, n=32)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = m(batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+@pytest.mark.parametrize("name", ["byol", "mae"])
+def test_backbone_rebuilds_from_its_export_spec(name):
+    """`selfsup export` rebuilds the backbone from backbone_spec() through the modality's registry."""
+    m = tiny(name)
+    m.eval()
+    spec = m.backbone_spec()
+    rebuilt = modality.backbones[spec.name](spec.config)
+    rebuilt.load_state_dict(m.backbone.state_dict())
+    rebuilt.eval()
+    x = torch.randn(2, 1, 16, 16)
+    torch.testing.assert_close(rebuilt(x), m.embed(x))
+    assert spec.embed_dim == rebuilt(x).shape[1] and spec.name == ("vit" if name == "mae" else "resnet")
