@@ -317,11 +317,11 @@ def render(results: list[dict]) -> str:
 def render_speed(results: list[dict]) -> str:
     """The markdown table of the latest ``speed`` measurement of each row (ours and lightly's alternating)."""
     latest = {r["row"]: r for r in results if r.get("impl") == "speed"}
-    lines = ["| method | selfsup img/s | lightly img/s | ours / lightly | load (1 min) |", "|---|---:|---:|---:|---:|"]
+    lines = ["| method | selfsup img/s | lightly img/s | ours / lightly |", "|---|---:|---:|---:|"]
     for row, r in latest.items():
         lt = r.get("lightly_images_per_s")
         cells = [row, f"{r['ours_images_per_s']:.0f}", "-" if lt is None else f"{lt:.0f}"]
-        cells += ["-" if lt is None else f"{r['speed_ratio']:.2f}x", f"{r['machine']['load_avg_1min']:.1f}"]
+        cells += ["-" if lt is None else f"{r['speed_ratio']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
