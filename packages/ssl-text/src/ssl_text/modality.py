@@ -11,14 +11,17 @@ from ssl_core.train.config import TrainConfig
 from ssl_text.data.sources import DATASETS
 from ssl_text.data.text import TextDataConfig, load_data
 from ssl_text.export import save_pretrained
+from ssl_text.methods.bioptimus import BIOptimus, BIOptimusConfig
 from ssl_text.methods.causal_lm import CausalLM, CausalLMConfig
 from ssl_text.methods.code_switch import CodeSwitchConfig, CodeSwitchRestore
+from ssl_text.methods.crts import CRTS, CRTSConfig
 from ssl_text.methods.electra import Electra, ElectraConfig
 from ssl_text.methods.mlm import MLM, MLMConfig
 from ssl_text.methods.rts import RTS, RTSConfig
 from ssl_text.methods.slm import SLM, SLMConfig
 from ssl_text.methods.span_origin import SpanOrigin, SpanOriginConfig
 from ssl_text.methods.t5_span import T5SpanConfig, T5SpanCorruption
+from ssl_text.methods.urlbert import URLBERT, URLBERTConfig
 from ssl_text.models.backbones import build_text_encoder
 
 # probes fit on a class-stratified 2,000-text subset of the training texts and score the held-out test texts
@@ -83,6 +86,16 @@ modality = Modality(
             probe=PROBE,
         ),
         Recipe(
+            name="crts",
+            method=CRTS,
+            config=CRTSConfig(),
+            summary="cluster-based RTS: detect the 15% of tokens swapped for tokens of the same co-occurrence "
+            "cluster (seed 41)",
+            paper=DI_LIELLO,
+            train=_train(3.0),
+            probe=PROBE,
+        ),
+        Recipe(
             name="span_origin",
             method=SpanOrigin,
             config=SpanOriginConfig(),
@@ -125,6 +138,28 @@ modality = Modality(
             "Sequence-to-Sequence Pretraining for Text Generation and Understanding",
             train=_train(3.0),
             data=TextDataConfig(lexicon="eng-fra"),
+            probe=PROBE,
+        ),
+        Recipe(
+            name="urlbert",
+            method=URLBERT,
+            config=URLBERTConfig(),
+            summary="URLBERT: masked LM, contrastive URL variants and virtual adversarial training on URLs; "
+            "site probes (seed 44)",
+            paper="Li et al., 2024, URLBERT: A Contrastive and Adversarial Pre-trained Model for URL Classification",
+            train=_train(3.0),
+            data=TextDataConfig(name="urls"),
+            probe=PROBE,
+        ),
+        Recipe(
+            name="bioptimus",
+            method=BIOptimus,
+            config=BIOptimusConfig(),
+            summary="BIOptimus: masked LM with a curriculum mask ratio; new word tokens initialised by contextual "
+            "distillation half-way (seed 45)",
+            paper="Pavlova & Makhlouf, 2023, BIOptimus: Pre-training an Optimal Biomedical Language Model with "
+            "Curriculum Learning for Named Entity Recognition",
+            train=_train(3.0),
             probe=PROBE,
         ),
         Recipe(
