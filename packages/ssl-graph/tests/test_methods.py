@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from ssl_core.testing import fit_fixed_batch
 from ssl_core.train.data import PretextDataset
 from ssl_graph.data import GraphDataConfig, load_data
 from ssl_graph.modality import modality
@@ -56,16 +57,7 @@ def test_step_embed_and_loss_falls(name, mutag):
     method.train()
 
     # fixed batch: the objective must fall (the methods' own randomness is fixed by the seed)
-    opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=5e-3)
-    losses = []
-    for step in range(30):
-        torch.manual_seed(step % 2)
-        loss = method(batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        method.after_optimizer_step(step, {"ema_momentum": 0.9})
-        losses.append(loss.item())
+    losses = fit_fixed_batch(method, batch, 30, lr=5e-3, optimizer="adam", values={"ema_momentum": 0.9}, reseed=2)
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4, losses
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.errors import ConfigError
+from ssl_core.testing import fit_fixed_batch
 from ssl_graph.data import GraphDataConfig, evolving, from_slot_edges, urban_mobility
 from ssl_graph.data.graphs import collate_graphs
 from ssl_graph.methods.seenet import (
@@ -233,15 +234,7 @@ def test_step_embed_export_and_loss_falls(city):
     torch.testing.assert_close(rebuilt.eval()(probe), emb)
     method.train()
 
-    opt = torch.optim.Adam(method.parameters(), lr=5e-3)
-    losses = []
-    for step in range(25):
-        torch.manual_seed(step % 2)
-        loss = method(batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_fixed_batch(method, batch, 25, lr=5e-3, optimizer="adam", reseed=2)
     assert sum(losses[-4:]) / 4 < 0.95 * sum(losses[:4]) / 4, losses
 
 

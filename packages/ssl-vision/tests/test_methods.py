@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
+from ssl_core.testing import fit_fixed_batch
 from ssl_core.train.checkpoint import load_weights, save_checkpoint
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.nnclr import nearest_neighbour
@@ -271,15 +272,7 @@ def test_convergence_distillation_family():
     """BYOL's loss falls on a fixed batch within a few steps (the distillation family: EMA teacher)."""
     m = tiny("byol")
     batch = make_batch(m, n=16)
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for step in range(25):
-        loss = m(batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        m.after_optimizer_step(step, {"ema_momentum": 0.99})
-        losses.append(loss.item())
+    losses = fit_fixed_batch(m, batch, values={"ema_momentum": 0.99})
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
@@ -287,14 +280,7 @@ def test_convergence_masked_family():
     """MAE's reconstruction loss falls on a fixed batch within a few steps."""
     m = tiny("mae")
     batch = make_batch(m, n=32)
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        loss = m(batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_fixed_batch(m, batch)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
 

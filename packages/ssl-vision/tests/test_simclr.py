@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ssl_core.errors import ConfigError
+from ssl_core.testing import fit_fixed_batch
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods import SimCLR, SimCLRConfig
 from ssl_vision.models import ResNet, ResNetConfig
@@ -34,14 +35,7 @@ def test_loss_falls_on_a_fixed_batch():
     imgs = torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8)
     views = m.pretext()
     batch = [torch.stack(v) for v in zip(*(views(x) for x in imgs), strict=True)]
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(25):
-        loss = m(batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit_fixed_batch(m, batch)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
 
