@@ -176,8 +176,6 @@ def sce(pred: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, mask: torc
 class _MaskedPatchLoss(nn.Module):
     """A masked patch-reconstruction loss as a module; subclasses name the functional form in ``fn``."""
 
-    fn = staticmethod(masked_mse)
-
     def __init__(self, norm_pix: bool = False) -> None:
         super().__init__()
         self.norm_pix = norm_pix
