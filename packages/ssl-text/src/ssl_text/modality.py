@@ -1,8 +1,9 @@
 """The text modality as the core discovers it (entry point ``ssl_core.modalities: text``).
 
-Every default run (pretraining and probes) is sized for at most 5 minutes on 2 CPU cores: the epoch budgets
-ask for more steps than 3 minutes hold on 2 idle cores, and ``train.max_minutes`` fits the schedules into the
-time (measured after the first steps), so each run trains for about 3 minutes on any machine.
+Every default run (pretraining and probes) is sized for at most 5 minutes on 2 CPU cores: most epoch budgets
+ask for more steps than 3 minutes hold on 2 idle cores, and ``train.max_minutes`` fits the schedules into that
+time (measured after the first steps), so no run trains for longer than its ``max_minutes`` on any machine;
+small corpora (``span_origin``'s Python reference) end their epochs well before it.
 """
 
 from ssl_core.eval.config import ProbeConfig
