@@ -1,0 +1,98 @@
+"""The Fashion-MNIST table's harness (benchmarks/vision_table.py, benchmarks/vision_lightly.py): the table
+it renders from its results, and every lightly version training a couple of steps on tiny images."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def result(row: str, impl: str, seed: int, knn: float, linear: float, **extra) -> dict:
+    return {"row": row, "impl": impl, "epochs": 0.5, "seed": seed, "knn_top1": knn, "linear_top1": linear, **extra}
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()[2:]]
+    return {r[0]: r for r in rows}
+
+
+def test_render_averages_seeds_and_skips_smoke_and_failed_runs():
+    vt = load("vision_table")
+    results = [
+        result("simclr", "ours", 0, 0.70, 0.80),
+        result("simclr", "ours", 0, 0.76, 0.80),  # a rerun of seed 0: the latest counts
+        result("simclr", "ours", 1, 0.74, 0.78),
+        result("simclr", "ours", 2, 0.10, 0.10, smoke=True),
+        result("simclr", "lightly", 0, 0.73, 0.81),
+        result("simclr", "lightly", 1, 0.75, 0.79),
+        {"row": "simclr", "impl": "lightly", "epochs": 0.5, "seed": 2, "error": "RuntimeError()"},
+        result("moco_v3", "ours", 0, 0.71, 0.72),
+        {"row": "raw pixels", "impl": "baseline", "knn_top1": 0.8192, "linear_top1": 0.8338, "knn5_10k_top1": 0.814},
+    ]
+    rows = table_rows(vt.render(results))
+    # ours: (0.76 + 0.74) / 2 = 75%, lightly (0.73 + 0.75) / 2 = 74%: +1.00 points
+    assert rows["simclr"] == ["simclr", "0.5", "2 / 2", "75.00%", "79.00%", "74.00%", "80.00%", "+1.00", "-1.00"]
+    assert rows["moco_v3"][2:5] == ["1", "71.00%", "72.00%"] and rows["moco_v3"][5:] == ["-"] * 4
+    pixels = next(r for name, r in rows.items() if name.startswith("raw pixels"))
+    assert "81.40%" in pixels[0] and pixels[3:5] == ["81.92%", "83.38%"]
+
+
+def test_render_speed_gives_the_ratio_of_each_row():
+    vt = load("vision_table")
+    text = vt.render_speed(
+        [
+            {
+                "row": "simclr",
+                "impl": "speed",
+                "ours_images_per_s": 300.0,
+                "lightly_images_per_s": 250.0,
+                "speed_ratio": 1.2,
+            },
+            {"row": "simmim", "impl": "speed", "ours_images_per_s": 150.0},
+        ]
+    )
+    rows = table_rows(text)
+    assert rows["simclr"] == ["simclr", "300", "250", "1.20x"]
+    assert rows["simmim"] == ["simmim", "150", "-", "-"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["simclr", "moco_v2", "byol", "simsiam", "nnclr", "barlow_twins", "vicreg", "swav",
+                                  "dino", "mae"])  # fmt: skip
+def test_lightly_version_trains_on_tiny_images(name):
+    """Each lightly version builds from our recipe's config and takes finite steps (the harness must not rot
+    while lightly or our configs change)."""
+    vt = load("vision_table")
+    vl = load("vision_lightly")
+    from ssl_core.config import base_config, merge, to_run_config
+    from ssl_core.registry import resolve
+    from ssl_vision.data.images import ImageInfo, ImageTensors
+
+    recipe_name, extra, lightly_name = vt.ROWS[name]
+    modality, recipe = resolve(f"vision/{recipe_name}")
+    cfg = to_run_config(merge(base_config(modality, recipe), overrides=[*extra, "train.batch_size=8"]))
+    info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3], num_classes=10)
+    pixels = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = ImageTensors(pixels)
+    run = vl.train_lightly(lightly_name, cfg.method, cfg.train, info, images, total_steps=2)
+    assert run.steps == 2 and len(run.step_s) == 2
+    assert torch.isfinite(torch.tensor(run.last_loss))
+    with torch.no_grad():
+        emb = run.model.backbone(torch.randn(3, 1, 28, 28))
+    assert emb.shape[0] == 3 and emb.ndim == 2
