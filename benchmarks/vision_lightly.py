@@ -460,9 +460,9 @@ def train_lightly(
     name: str, method_cfg, train_cfg: TrainConfig, info: ImageInfo, images: Dataset, total_steps: int
 ) -> LightlyRun:
     """Train lightly's version of ``name`` for ``total_steps`` steps of ``train_cfg.batch_size`` images with
-    the optimizer, learning-rate / weight-decay settings and warm-up of ``train_cfg`` (cosine schedule,
-    lightly's ``cosine_warmup_schedule``), the way lightly's examples loop: a shuffled ``DataLoader`` that
-    drops the last incomplete batch."""
+    the optimizer, learning-rate / weight-decay settings, warm-up and gradient clipping of ``train_cfg``
+    (cosine schedule, lightly's ``cosine_warmup_schedule``), the way lightly's examples loop: a shuffled
+    ``DataLoader`` that drops the last incomplete batch."""
     torch.manual_seed(train_cfg.seed)
     model = LIGHTLY_METHODS[name](method_cfg, info, total_steps, train_cfg)
     loader = DataLoader(
@@ -504,6 +504,8 @@ def train_lightly(
             loss = model.training_loss(views, step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if train_cfg.clip_grad is not None:  # as our trainer (DINO's recipe clips at 3), before the freezing
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_grad)
             if hasattr(model, "before_optimizer_step"):
                 model.before_optimizer_step(step)
             opt.step()
