@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from helpers import ROOT
+
+BENCH = ROOT / "benchmarks"
 
 
 def load(name: str):
@@ -80,13 +81,10 @@ def test_lightly_version_trains_on_tiny_images(name):
     while lightly or our configs change)."""
     vt = load("vision_table")
     vl = load("vision_lightly")
-    from ssl_core.config import base_config, merge, to_run_config
-    from ssl_core.registry import resolve
     from ssl_vision.data.images import ImageInfo, ImageTensors
 
-    recipe_name, extra, lightly_name = vt.ROWS[name]
-    modality, recipe = resolve(f"vision/{recipe_name}")
-    cfg = to_run_config(merge(base_config(modality, recipe), overrides=[*extra, "train.batch_size=8"]))
+    _, cfg = vt.row_config(name, "train.batch_size=8")
+    lightly_name = vt.ROWS[name][2]
     info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3], num_classes=10)
     pixels = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     images = ImageTensors(pixels)
