@@ -1,0 +1,102 @@
+"""Diagnosis of the VICReg row of the vision table: which side of the gap do the views sit on?
+
+ours' VICReg scores 1.5 points of kNN below lightly's at the table's budget (5 seeds each, every seed of
+ours below every seed of lightly's), with the same backbone, expander, loss, optimizer and schedule. This
+script reruns the row with one thing changed, the view pipeline, and is otherwise ``vision_table.py``::
+
+    uv run python benchmarks/vision_vicreg_views.py ARM run vicreg --impl IMPL --seed S \
+        --results benchmarks/results/vicreg_views.jsonl
+
+ARM (each changes one thing; the record's ``impl`` stays ``ours`` / ``lightly``, so keep a results file per
+arm, or read the per-seed lines):
+
+- ``lightly-views`` (``--impl ours``): ours trained on lightly's PIL views (``BYOLTransform`` built from the
+  same ``ViewConfig`` by ``vision_lightly.byol_transform``), drawn inside our per-sample seeding;
+- ``selfsup-views`` (``--impl lightly``): lightly's model and loop on our uint8-tensor views;
+- ``blur13`` (``--impl ours``): our views with a 13-pixel blur kernel, so sigma 0.1-2 px is realised as PIL's
+  ``GaussianBlur(radius=sigma)`` does in lightly's views (our default kernel is 10% of the side, 3 px);
+- ``unseeded`` (``--impl ours``): our views drawn from the running generator instead of reseeding torch's
+  generator per sample and epoch.
+
+Every run uses one thread (the accuracies count steps, not seconds). Findings: ``packages/ssl-vision/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
+from torchvision.transforms.v2 import functional as TF  # noqa: E402
+
+ARMS = ("lightly-views", "selfsup-views", "blur13", "unseeded")
+
+
+class PILViews:
+    """Our pretext interface (uint8 ``(1, H, W)`` tensor -> tuple of views) over a lightly PIL transform."""
+
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.transform(Image.fromarray(x[0].numpy(), mode="L")))
+
+
+class TensorViews:
+    """lightly's transform interface (PIL image -> list of views) over our tensor :class:`MultiView`."""
+
+    def __init__(self, views) -> None:
+        self.views = views
+
+    def __call__(self, img: Image.Image) -> list[torch.Tensor]:
+        return list(self.views(TF.pil_to_tensor(img)))
+
+
+def patch(arm: str) -> None:
+    """Apply ``arm``'s one change to the VICReg classes / view code before the table runs."""
+    import vision_lightly
+
+    import ssl_core.train.data as data
+    import ssl_vision.methods.vicreg as vicreg
+    import ssl_vision.transforms.views as views
+
+    if arm == "lightly-views":
+        vicreg.VICReg.pretext = lambda self: PILViews(vision_lightly.byol_transform(self.config.views, self.info))
+    elif arm == "selfsup-views":
+        init = vision_lightly.LightlyVICReg.__init__
+
+        def lightly_init(self, cfg, info, *args, **kwargs):
+            init(self, cfg, info, *args, **kwargs)
+            self.transform = TensorViews(views.MultiView([views.view_transform(v, info) for v in cfg.views[:2]]))
+
+        vision_lightly.LightlyVICReg.__init__ = lightly_init
+    elif arm == "blur13":
+        shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
+        shim.GaussianBlur = lambda kernel, sigma: v2.GaussianBlur(13, sigma=sigma)
+        views.v2 = shim
+    elif arm == "unseeded":
+        data.PretextDataset.__getitem__ = lambda self, key: self.pretext(self.base[key[0]])
+    else:
+        raise SystemExit(f"unknown arm {arm!r}: choose one of {', '.join(ARMS)}")
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in ARMS:
+        raise SystemExit(
+            f"usage: vision_vicreg_views.py {{{','.join(ARMS)}}} run vicreg --impl ... (see the docstring)"
+        )
+    torch.set_num_threads(1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    patch(argv[0])
+    import vision_table
+
+    vision_table.main(argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
