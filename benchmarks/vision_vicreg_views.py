@@ -15,6 +15,8 @@ arm, or read the per-seed lines):
 - ``selfsup-views`` (``--impl lightly``): lightly's model and loop on our uint8-tensor views;
 - ``blur13`` (``--impl ours``): our views with a 13-pixel blur kernel, so sigma 0.1-2 px is realised as PIL's
   ``GaussianBlur(radius=sigma)`` does in lightly's views (our default kernel is 10% of the side, 3 px);
+- ``pil-blur`` (``--impl ours``): our views with PIL's blur (``ImageFilter.GaussianBlur(radius=sigma)``, as
+  lightly's) in place of torchvision's, sigma drawn as ours;
 - ``unseeded`` (``--impl ours``): our views drawn from the running generator instead of reseeding torch's
   generator per sample and epoch.
 
@@ -30,11 +32,11 @@ import types
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageFilter  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-ARMS = ("lightly-views", "selfsup-views", "blur13", "unseeded")
+ARMS = ("lightly-views", "selfsup-views", "blur13", "pil-blur", "unseeded")
 
 
 class PILViews:
@@ -55,6 +57,19 @@ class TensorViews:
 
     def __call__(self, img: Image.Image) -> list[torch.Tensor]:
         return list(self.views(TF.pil_to_tensor(img)))
+
+
+class PILBlur:
+    """Stands in for ``v2.GaussianBlur(kernel, sigma)`` on a uint8 ``(1, H, W)`` tensor: PIL's Gaussian blur
+    with radius sigma, sigma drawn uniformly from ``sigma`` (lightly's blur, inside our view pipeline)."""
+
+    def __init__(self, kernel, sigma) -> None:
+        self.sigma = sigma
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        s = float(torch.empty(1).uniform_(*self.sigma))
+        img = Image.fromarray(x[0].numpy(), mode="L").filter(ImageFilter.GaussianBlur(radius=s))
+        return TF.pil_to_tensor(img)
 
 
 def patch(arm: str) -> None:
@@ -78,6 +93,10 @@ def patch(arm: str) -> None:
     elif arm == "blur13":
         shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
         shim.GaussianBlur = lambda kernel, sigma: v2.GaussianBlur(13, sigma=sigma)
+        views.v2 = shim
+    elif arm == "pil-blur":
+        shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
+        shim.GaussianBlur = PILBlur
         views.v2 = shim
     elif arm == "unseeded":
         data.PretextDataset.__getitem__ = lambda self, key: self.pretext(self.base[key[0]])

@@ -132,6 +132,12 @@ blurs = [op.transforms[0] for op in t.transforms if hasattr(op, "transforms")
          and type(op.transforms[0]).__name__ == "GaussianBlur"]
 assert [tuple(b.kernel_size) for b in blurs] == [(13, 13)], blurs
 
+vv.patch("pil-blur")
+t = views.view_transform(views.ViewConfig(blur_prob=1.0), info)
+blurs = [op.transforms[0] for op in t.transforms if hasattr(op, "transforms")
+         and isinstance(op.transforms[0], vv.PILBlur)]
+assert len(blurs) == 1 and blurs[0](x).shape == x.shape and blurs[0](x).dtype == torch.uint8
+
 vv.patch("unseeded")
 after = PretextDataset([x], VICReg(VICRegConfig(), info).pretext())
 assert not torch.equal(after[(0, 7)][0], after[(0, 7)][0])  # the running generator: new views each call
@@ -140,9 +146,9 @@ print("arms ok")
 
 
 def test_vicreg_view_arms_each_change_one_thing():
-    """The diagnosis script's four arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on
-    lightly's PIL views, lightly on our tensor views, the 13-pixel blur, and views without per-sample
-    reseeding (in a subprocess, so the patches stay out of this process)."""
+    """The diagnosis script's five arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on
+    lightly's PIL views, lightly on our tensor views, the 13-pixel blur, PIL's blur, and views without
+    per-sample reseeding (in a subprocess, so the patches stay out of this process)."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", CHECK_ARMS, str(BENCH)], capture_output=True, text=True, timeout=300)
