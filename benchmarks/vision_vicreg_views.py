@@ -87,16 +87,12 @@ def patch(arm: str) -> None:
 
         def lightly_init(self, cfg, info, *args, **kwargs):
             init(self, cfg, info, *args, **kwargs)
-            self.transform = TensorViews(views.MultiView([views.view_transform(v, info) for v in cfg.views[:2]]))
+            self.transform = TensorViews(vicreg.VICReg.pretext(types.SimpleNamespace(config=cfg, info=info)))
 
         vision_lightly.LightlyVICReg.__init__ = lightly_init
-    elif arm == "blur13":
+    elif arm in ("blur13", "pil-blur"):  # the views module sees torchvision's v2 with another GaussianBlur
         shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
-        shim.GaussianBlur = lambda kernel, sigma: v2.GaussianBlur(13, sigma=sigma)
-        views.v2 = shim
-    elif arm == "pil-blur":
-        shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
-        shim.GaussianBlur = PILBlur
+        shim.GaussianBlur = PILBlur if arm == "pil-blur" else lambda kernel, sigma: v2.GaussianBlur(13, sigma=sigma)
         views.v2 = shim
     elif arm == "unseeded":
         data.PretextDataset.__getitem__ = lambda self, key: self.pretext(self.base[key[0]])

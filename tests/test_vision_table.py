@@ -126,17 +126,16 @@ assert isinstance(model.transform, vv.TensorViews)
 out = model.transform(Image.fromarray(x[0].numpy(), mode="L"))
 assert len(out) == 2 and all(v.shape == (1, 28, 28) and v.dtype == torch.float32 for v in out)
 
+def blurs(cls):  # the blur ops inside the RandomApply wrappers of a view that always blurs
+    t = views.view_transform(views.ViewConfig(blur_prob=1.0), info)
+    return [op.transforms[0] for op in t.transforms if hasattr(op, "transforms") and isinstance(op.transforms[0], cls)]
+
 vv.patch("blur13")
-t = views.view_transform(views.ViewConfig(blur_prob=1.0), info)
-blurs = [op.transforms[0] for op in t.transforms if hasattr(op, "transforms")
-         and type(op.transforms[0]).__name__ == "GaussianBlur"]
-assert [tuple(b.kernel_size) for b in blurs] == [(13, 13)], blurs
+assert [tuple(b.kernel_size) for b in blurs(vv.v2.GaussianBlur)] == [(13, 13)]
 
 vv.patch("pil-blur")
-t = views.view_transform(views.ViewConfig(blur_prob=1.0), info)
-blurs = [op.transforms[0] for op in t.transforms if hasattr(op, "transforms")
-         and isinstance(op.transforms[0], vv.PILBlur)]
-assert len(blurs) == 1 and blurs[0](x).shape == x.shape and blurs[0](x).dtype == torch.uint8
+(blur,) = blurs(vv.PILBlur)
+assert blur(x).shape == x.shape and blur(x).dtype == torch.uint8
 
 vv.patch("unseeded")
 after = PretextDataset([x], VICReg(VICRegConfig(), info).pretext())
