@@ -95,6 +95,7 @@ def lightly_view_kwargs(view: ViewConfig, info: ImageInfo) -> dict:
         min_scale=view.crop_scale[0],
         random_gray_scale=view.grayscale_prob if rgb else 0.0,
         gaussian_blur=view.blur_prob,
+        sigmas=tuple(view.blur_sigma),
         hf_prob=view.hflip,
         normalize={"mean": list(info.mean), "std": list(info.std)},
     )

@@ -130,8 +130,9 @@ def blurs(cls):  # the blur ops inside the RandomApply wrappers of a view that a
     t = views.view_transform(views.ViewConfig(blur_prob=1.0), info)
     return [op.transforms[0] for op in t.transforms if hasattr(op, "transforms") and isinstance(op.transforms[0], cls)]
 
-vv.patch("blur13")
-assert [tuple(b.kernel_size) for b in blurs(vv.v2.GaussianBlur)] == [(13, 13)]
+assert [tuple(b.kernel_size) for b in blurs(vv.v2.GaussianBlur)] == [(13, 13)]  # the default holds 3 sigma
+vv.patch("blur3")
+assert [tuple(b.kernel_size) for b in blurs(vv.v2.GaussianBlur)] == [(3, 3)]
 
 vv.patch("pil-blur")
 (blur,) = blurs(vv.PILBlur)
@@ -146,7 +147,7 @@ print("arms ok")
 
 def test_vicreg_view_arms_each_change_one_thing():
     """The diagnosis script's five arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on
-    lightly's PIL views, lightly on our tensor views, the 13-pixel blur, PIL's blur, and views without
+    lightly's PIL views, lightly on our tensor views, the old 3-pixel blur, PIL's blur, and views without
     per-sample reseeding (in a subprocess, so the patches stay out of this process)."""
     import subprocess
 

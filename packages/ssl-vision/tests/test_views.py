@@ -76,3 +76,63 @@ def test_views_are_drawn_on_one_thread_and_the_thread_count_is_restored():
     with one_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def _blur_op(t):
+    """The Gaussian blur inside a view transform's RandomApply."""
+    from torchvision.transforms import v2
+
+    (op,) = [o.transforms[0] for o in t.transforms if isinstance(o, v2.RandomApply)
+             and isinstance(o.transforms[0], v2.GaussianBlur)]  # fmt: skip
+    return op
+
+
+def _spread(img: torch.Tensor) -> float:
+    """Standard deviation, in pixels along the width, of an image read as a distribution of mass."""
+    w = img[0].double() / img[0].double().sum()
+    c = torch.arange(w.shape[1], dtype=torch.double)
+    m = (w.sum(0) * c).sum()
+    return float((w.sum(0) * (c - m) ** 2).sum().sqrt())
+
+
+def test_blur_kernel_holds_three_sigma_and_fits_the_view():
+    from ssl_vision.transforms.views import blur_kernel_size
+
+    assert [blur_kernel_size(2.0, s) for s in (224, 28, 12, 5, 4)] == [13, 13, 11, 5, 3]
+    assert blur_kernel_size(0.5, 28) == 5 and blur_kernel_size(0.1, 28) == 3
+    for size in (28, 12):  # the view transform uses it for global and local views alike
+        t = view_transform(ViewConfig(size=size, blur_prob=1.0), ImageInfo(channels=1, image_size=28))
+        assert tuple(_blur_op(t).kernel_size) == (blur_kernel_size(2.0, size),) * 2
+
+
+def test_blur_realises_the_sigma_it_is_given_as_pils_blur_does():
+    """The blurred point spreads as the untruncated Gaussian sampled on the pixel grid (naive reference), and
+    by about as much as PIL's ``GaussianBlur(radius=sigma)`` (lightly's blur) spreads it on uint8 images; the
+    3-pixel kernel used before gave 0.80 pixels at sigma 2."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    info = ImageInfo(channels=1, image_size=28, mean=[0.0], std=[1.0])
+    point = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    point[0, 14, 14] = 255
+    for sigma in (0.5, 1.0, 2.0):
+        cfg = ViewConfig(crop_scale=[1, 1], crop_ratio=[1, 1], hflip=0, jitter_prob=0, blur_prob=1,
+                         blur_sigma=[sigma, sigma])  # fmt: skip
+        t = view_transform(cfg, info)
+        grid = torch.arange(-30, 31, dtype=torch.double)
+        w = torch.exp(-(grid**2) / (2 * sigma**2))
+        reference = float((w * grid**2).sum() / w.sum()) ** 0.5
+        assert abs(_spread(_blur_op(t)(point.float())) - reference) < 0.02 * sigma
+        pil = torch.from_numpy(np.array(Image.fromarray(point[0].numpy(), "L").filter(ImageFilter.GaussianBlur(sigma))))
+        assert abs(_spread(t(point)) - _spread(pil[None])) < 0.15 * sigma
+
+
+def test_blur_sigma_is_checked():
+    import pytest
+
+    from ssl_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="blur_sigma"):
+        ViewConfig(blur_sigma=[2.0, 0.1])
+    with pytest.raises(ConfigError, match="blur_sigma"):
+        ViewConfig(blur_sigma=[0.0, 1.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ class ViewConfig:
         jitter_prob: probability of applying colour jitter.
         brightness, contrast, saturation, hue: colour-jitter strengths (SimCLR: 0.8s, 0.8s, 0.8s, 0.2s).
         grayscale_prob: probability of converting an RGB view to grayscale.
-        blur_prob: probability of a Gaussian blur (kernel about a tenth of the image).
+        blur_prob: probability of a Gaussian blur.
+        blur_sigma: range of the blur's standard deviation in pixels, drawn uniformly (SimCLR: 0.1-2.0).
+            The kernel holds +-3 sigma (:func:`blur_kernel_size`), so the blur is the one sigma names, as
+            PIL's ``GaussianBlur(radius=sigma)`` in lightly's views.
         solarize_prob: probability of solarisation (BYOL's second view).
     """
 
@@ -43,6 +47,7 @@ class ViewConfig:
     hue: float = 0.1
     grayscale_prob: float = 0.2
     blur_prob: float = 0.0
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
     solarize_prob: float = 0.0
 
     def __post_init__(self) -> None:
@@ -53,6 +58,8 @@ class ViewConfig:
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ConfigError(f"a view's crop_scale must satisfy 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        if len(self.blur_sigma) != 2 or not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ConfigError(f"a view's blur_sigma must be [low, high] with 0 < low <= high, got {list(self.blur_sigma)}")
         if self.size is not None and self.size < 4:
             raise ConfigError(f"a view's size must be at least 4 pixels, got {self.size}")
         probs = (self.hflip, self.jitter_prob, self.grayscale_prob, self.blur_prob, self.solarize_prob)
@@ -105,6 +112,18 @@ class MultiCropConfig:
             raise ConfigError(f"n_local must be >= 0, got {self.n_local}")
 
 
+def blur_kernel_size(sigma_max: float, size: int) -> int:
+    """The odd side of a Gaussian kernel that holds +-3 ``sigma_max`` pixels, capped at the view's side.
+
+    SimCLR's rule, a kernel of 10% of the side, holds the whole Gaussian at ImageNet's 224 pixels (23 for
+    sigma up to 2) but cuts it to 3 pixels at 28, where sigma 2 becomes a near-uniform 3x3 box; this rule
+    gives 13 at 28 pixels (sigma 2), 11 for 12-pixel local crops, 3 at the smallest views.
+    """
+    k = 2 * math.ceil(3 * sigma_max) + 1
+    cap = size if size % 2 else size - 1  # reflect padding needs (k - 1) / 2 < size
+    return max(3, min(k, cap))
+
+
 def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
     """Build the transform ``uint8 (C, H, W) -> normalised float (C, S, S)`` of one view
     (``S = cfg.size``, by default ``info.image_size``)."""
@@ -121,8 +140,8 @@ def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
     if rgb and cfg.grayscale_prob > 0:
         ops.append(v2.RandomGrayscale(cfg.grayscale_prob))
     if cfg.blur_prob > 0:
-        k = max(3, (size // 10) | 1)  # odd kernel, about 10% of the side
-        ops.append(v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1, 2.0))], p=cfg.blur_prob))
+        k = blur_kernel_size(cfg.blur_sigma[1], size)
+        ops.append(v2.RandomApply([v2.GaussianBlur(k, sigma=tuple(cfg.blur_sigma))], p=cfg.blur_prob))
     if cfg.solarize_prob > 0:
         ops.append(v2.RandomSolarize(128, p=cfg.solarize_prob))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)]
