@@ -154,3 +154,23 @@ def test_vicreg_view_arms_each_change_one_thing():
     done = subprocess.run([sys.executable, "-c", CHECK_ARMS, str(BENCH)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "arms ok" in done.stdout
+
+
+def test_default_runs_harness_records_a_run_and_tables_it(tmp_path):
+    """vision_defaults.py runs a recipe in a child process and records its minutes, peak memory, steps and
+    probes (here a smoke run: 3 steps on scikit-learn's digits, so it is recorded as smoke and kept out of
+    the table); the table renders the latest real record of each recipe in the recipes' order."""
+    vd = load("vision_defaults")
+    smoke = ["data.name=digits", "train.max_steps=3", "train.batch_size=32", "probe.train_size=500"]
+    rec = vd.run_one("simclr", tmp_path / "runs", tmp_path / "r.jsonl", smoke=smoke)
+    assert rec["smoke"] and rec["steps"] == 3 and rec["stop_reason"] == "completed"
+    assert 0.05 < rec["peak_rss_gib"] < 16 and rec["wall_minutes"] > 0 and rec["samples_per_s"] > 0
+    assert 0 <= rec["metrics"]["pretrained"]["knn_top1"] <= 1 and "linear_top1" in rec["metrics"]["random_init"]
+    assert (tmp_path / "runs" / "simclr" / "plots" / "embeddings.png").exists()
+    with pytest.raises(SystemExit, match="not empty"):  # a second run never mixes into the first's folder
+        vd.run_one("simclr", tmp_path / "runs", tmp_path / "r.jsonl", smoke=smoke)
+    real = {**rec, "smoke": False, "steps": 468, "batch_size": 256}
+    text = vd.render([real, {**rec, "recipe": "byol", "smoke": False}, rec, {**real, "steps": 234}])
+    rows = [line.split(" | ") for line in text.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["| vision/simclr", "| vision/byol"]  # recipes' order, smoke left out
+    assert rows[0][1] == "234 (1.00)"  # the latest record of simclr
