@@ -26,21 +26,15 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import machine_line, markdown_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "vision_defaults.jsonl"
 RUNS = ROOT / "runs" / "defaults"
 RECIPES = ["simclr", "moco_v2", "moco_v3", "byol", "simsiam", "nnclr", "barlow_twins", "vicreg", "swav", "dino",
            "mae", "simmim"]  # fmt: skip
-
-
-def machine() -> dict:
-    """The CPU model, core count and load average when a run starts."""
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
 
 
 def run_one(recipe: str, runs: Path, results: Path, smoke: Sequence[str] = ()) -> dict:
@@ -55,7 +49,7 @@ def run_one(recipe: str, runs: Path, results: Path, smoke: Sequence[str] = ()) -
            "--set", "train.progress=false", *smoke]  # fmt: skip
     print(f"{datetime.now(UTC):%H:%M:%S} vision/{recipe}: {' '.join(cmd[1:])}", flush=True)
     runs.mkdir(parents=True, exist_ok=True)
-    where, t0 = machine(), time.perf_counter()
+    where, t0 = machine_line(), time.perf_counter()
     with open(runs / f"{recipe}.log", "w") as log:
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)  # the child's own rusage: its peak resident set
@@ -85,11 +79,7 @@ def render(records: list[dict]) -> str:
     """The markdown table of the latest record of each recipe (epochs over the 60,000 training images)."""
     latest = {r["recipe"]: r for r in records if not r.get("smoke")}
     pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
-    lines = [
-        "| recipe | steps (epochs) | stop | training min | wall min | images/s | peak memory | kNN | linear | "
-        "untrained kNN / linear |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for name in [r for r in RECIPES if r in latest]:
         r = latest[name]
         m, untrained = r["metrics"]["pretrained"], r["metrics"]["random_init"]
@@ -98,8 +88,10 @@ def render(records: list[dict]) -> str:
                  f"{r['wall_minutes']:.1f}", f"{r['samples_per_s']:.0f}", f"{r['peak_rss_gib']:.1f} GiB",
                  pct(m["knn_top1"]), pct(m["linear_top1"]),
                  f"{pct(untrained['knn_top1'])} / {pct(untrained['linear_top1'])}"]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    header = ["recipe", "steps (epochs)", "stop", "training min", "wall min", "images/s", "peak memory", "kNN",
+              "linear", "untrained kNN / linear"]  # fmt: skip
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> None:
