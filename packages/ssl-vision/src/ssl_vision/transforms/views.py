@@ -59,7 +59,8 @@ class ViewConfig:
         if not 0 < lo <= hi <= 1:
             raise ConfigError(f"a view's crop_scale must satisfy 0 < low <= high <= 1, got {list(self.crop_scale)}")
         if len(self.blur_sigma) != 2 or not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ConfigError(f"a view's blur_sigma must be [low, high] with 0 < low <= high, got {list(self.blur_sigma)}")
+            got = list(self.blur_sigma)
+            raise ConfigError(f"a view's blur_sigma must be [low, high] pixels with 0 < low <= high, got {got}")
         if self.size is not None and self.size < 4:
             raise ConfigError(f"a view's size must be at least 4 pixels, got {self.size}")
         probs = (self.hflip, self.jitter_prob, self.grayscale_prob, self.blur_prob, self.solarize_prob)
