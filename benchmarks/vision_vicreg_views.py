@@ -12,7 +12,8 @@ ARM (each changes one thing; the record's ``impl`` stays ``ours`` / ``lightly``,
 arm, or read the per-seed lines):
 
 - ``lightly-views`` (``--impl ours``): ours trained on lightly's PIL views (``BYOLTransform`` built from the
-  same ``ViewConfig`` by ``vision_lightly.byol_transform``), drawn inside our per-sample seeding;
+  same ``ViewConfig`` by ``vision_lightly.byol_transform``), drawn inside our per-sample seeding; this arm
+  also runs the ``byol`` row, whose views are the same pair (``... lightly-views run byol --impl ours``);
 - ``selfsup-views`` (``--impl lightly``): lightly's model and loop on our uint8-tensor views;
 - ``blur3`` (``--impl ours``): our views with the blur kernel of the table's first runs, 10% of the side (3 px
   at 28), which cannot realise sigma up to 2 px; the default kernel holds +-3 sigma (13 px at 28), as PIL's
@@ -83,7 +84,10 @@ def patch(arm: str) -> None:
     import ssl_vision.transforms.views as views
 
     if arm == "lightly-views":
-        vicreg.VICReg.pretext = lambda self: PILViews(vision_lightly.byol_transform(self.config.views, self.info))
+        import ssl_vision.methods.byol as byol
+
+        for cls in (vicreg.VICReg, byol.BYOL):
+            cls.pretext = lambda self: PILViews(vision_lightly.byol_transform(self.config.views, self.info))
     elif arm == "selfsup-views":
         init = vision_lightly.LightlyVICReg.__init__
 
@@ -107,7 +111,7 @@ def patch(arm: str) -> None:
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in ARMS:
         raise SystemExit(
-            f"usage: vision_vicreg_views.py {{{','.join(ARMS)}}} run vicreg --impl ... (see the docstring)"
+            f"usage: vision_vicreg_views.py {{{','.join(ARMS)}}} run vicreg|byol --impl ... (see the docstring)"
         )
     torch.set_num_threads(1)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

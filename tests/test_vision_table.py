@@ -118,6 +118,8 @@ assert torch.equal(before[(0, 7)][0], before[(0, 7)][0])  # reseeded per sample:
 vv.patch("lightly-views")
 out = VICReg(VICRegConfig(), info).pretext()(x)
 assert isinstance(VICReg(VICRegConfig(), info).pretext(), vv.PILViews)
+from ssl_vision.methods.byol import BYOL, BYOLConfig
+assert isinstance(BYOL(BYOLConfig(), info).pretext(), vv.PILViews)  # the same pair for the byol row
 assert len(out) == 2 and all(v.shape == (1, 28, 28) and v.dtype == torch.float32 for v in out)
 
 vv.patch("selfsup-views")
