@@ -20,6 +20,9 @@ arm, or read the per-seed lines):
   ``GaussianBlur(radius=sigma)`` in lightly's views (an arm ``blur13`` ran before it was the default);
 - ``pil-blur`` (``--impl ours``): our views with PIL's blur (``ImageFilter.GaussianBlur(radius=sigma)``, as
   lightly's) in place of torchvision's, sigma drawn as ours;
+- ``per-view`` (``--impl ours``, rows ``vicreg`` and ``byol``): not the views but how they are encoded: the
+  ResNet encodes each view of a training batch in its own pass, so BatchNorm normalises each view apart
+  (as lightly's examples and the papers' code do), instead of both views in one pass;
 - ``unseeded`` (``--impl ours``): our views drawn from the running generator instead of reseeding torch's
   generator per sample and epoch.
 
@@ -39,7 +42,7 @@ from PIL import Image, ImageFilter  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-ARMS = ("lightly-views", "selfsup-views", "blur3", "pil-blur", "unseeded")
+ARMS = ("lightly-views", "selfsup-views", "blur3", "pil-blur", "per-view", "unseeded")
 
 
 class PILViews:
@@ -102,6 +105,15 @@ def patch(arm: str) -> None:
         shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
         shim.GaussianBlur = PILBlur
         views.v2 = shim
+    elif arm == "per-view":
+        from ssl_vision.models.resnet import ResNet
+
+        one_pass = ResNet.forward
+
+        def per_view(self, x: torch.Tensor) -> torch.Tensor:  # training batches are (view 1; view 2)
+            return torch.cat([one_pass(self, h) for h in x.chunk(2)]) if self.training else one_pass(self, x)
+
+        ResNet.forward = per_view
     elif arm == "unseeded":
         data.PretextDataset.__getitem__ = lambda self, key: self.pretext(self.base[key[0]])
     else:

@@ -140,6 +140,17 @@ vv.patch("pil-blur")
 (blur,) = blurs(vv.PILBlur)
 assert blur(x).shape == x.shape and blur(x).dtype == torch.uint8
 
+from ssl_vision.models.resnet import ResNet, ResNetConfig
+one_pass = ResNet.forward
+net = ResNet(ResNetConfig(width=16, in_channels=1))
+xx = torch.randn(8, 1, 28, 28)
+xx[4:] += 3  # the second "view" of the batch has other statistics
+vv.patch("per-view")
+torch.testing.assert_close(net(xx), torch.cat([one_pass(net, xx[:4]), one_pass(net, xx[4:])]))  # views apart
+assert not torch.allclose(net(xx), one_pass(net, xx), atol=1e-3)
+net.eval()
+torch.testing.assert_close(net(xx), one_pass(net, xx))  # probes embed in one pass, as before
+
 vv.patch("unseeded")
 after = PretextDataset([x], VICReg(VICRegConfig(), info).pretext())
 assert not torch.equal(after[(0, 7)][0], after[(0, 7)][0])  # the running generator: new views each call
@@ -148,9 +159,9 @@ print("arms ok")
 
 
 def test_vicreg_view_arms_each_change_one_thing():
-    """The diagnosis script's five arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on
-    lightly's PIL views, lightly on our tensor views, the old 3-pixel blur, PIL's blur, and views without
-    per-sample reseeding (in a subprocess, so the patches stay out of this process)."""
+    """The diagnosis script's six arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on
+    lightly's PIL views, lightly on our tensor views, the old 3-pixel blur, PIL's blur, each view encoded in
+    its own pass, and views without per-sample reseeding (in a subprocess, so the patches stay out of this process)."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", CHECK_ARMS, str(BENCH)], capture_output=True, text=True, timeout=300)
