@@ -187,3 +187,4 @@ def test_default_runs_harness_records_a_run_and_tables_it(tmp_path):
     rows = [line.split(" | ") for line in text.splitlines()[2:]]
     assert [r[0] for r in rows] == ["| vision/simclr", "| vision/byol"]  # recipes' order, smoke left out
     assert rows[0][1] == "234 (1.00)"  # the latest record of simclr
+    assert rows[0][2] == "minute cap" and vd.render([real]).splitlines()[2].split(" | ")[2] == "2 epochs"

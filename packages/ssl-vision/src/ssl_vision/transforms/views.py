@@ -118,7 +118,15 @@ def blur_kernel_size(sigma_max: float, size: int) -> int:
 
     SimCLR's rule, a kernel of 10% of the side, holds the whole Gaussian at ImageNet's 224 pixels (23 for
     sigma up to 2) but cuts it to 3 pixels at 28, where sigma 2 becomes a near-uniform 3x3 box; this rule
-    gives 13 at 28 pixels (sigma 2), 11 for 12-pixel local crops, 3 at the smallest views.
+    gives 13 at 28 pixels (sigma 2), 11 for 12-pixel local crops, 3 at the smallest views. The blur and its
+    sigma range 0.1-2 are SimCLR's (Chen et al., 2020, appendix A).
+
+    Args:
+        sigma_max: the largest standard deviation the blur draws, in pixels.
+        size: the side of the view, in pixels (the kernel stays below it, as reflect padding needs).
+
+    Returns:
+        The kernel's side, odd and at least 3.
     """
     k = 2 * math.ceil(3 * sigma_max) + 1
     cap = size if size % 2 else size - 1  # reflect padding needs (k - 1) / 2 < size
