@@ -23,6 +23,8 @@ def test_fashion_mnist_default():
     assert len(b.train) == 60_000 and len(b.probe_test.labels) == 10_000
     assert b.train[0].shape == (1, 28, 28) and b.train[0].dtype == torch.uint8
     assert b.info.num_classes == 10 and b.info.mean[0] == pytest.approx(0.286, abs=0.01)
+    # the probe splits name the classes (the legend of plots/embeddings.png); label 9 is the ankle boot
+    assert b.probe_test.class_names[9] == "Ankle boot" and b.probe_train.class_names[0] == "T-shirt/top"
     x = b.probe_test.inputs[0]
     assert x.dtype == torch.float32 and x.shape == (1, 28, 28)
 
@@ -32,6 +34,7 @@ def test_falls_back_to_digits_with_a_message(monkeypatch, tmp_path, capsys):
     b = load_data(VisionDataConfig())
     assert "using scikit-learn's digits" in capsys.readouterr().err
     assert len(b.train) + len(b.probe_test.labels) == 1797 and b.info.image_size == 28
+    assert list(b.probe_test.class_names) == [str(d) for d in range(10)]
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_data(VisionDataConfig(name="fashion_mnist"))
 
@@ -43,6 +46,7 @@ def test_labelled_image_folder(tmp_path):
     assert b.train[0].shape == (3, 16, 16)
     assert sorted(b.probe_test.labels.tolist()) == [0, 0, 1, 1]
     assert b.info.num_classes == 2 and b.info.channels == 3
+    assert b.probe_test.class_names == b.probe_train.class_names == ("cat", "dog")  # the subfolders, sorted
 
 
 def test_unlabelled_image_folder_and_grayscale(tmp_path):

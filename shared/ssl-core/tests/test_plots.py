@@ -39,3 +39,23 @@ def test_plot_test_embeddings_writes_a_png_of_a_stratified_subset(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sum(seen) == 45  # only the subset is embedded
     assert not list((tmp_path / "plots").glob("*.tmp*"))
+
+
+def test_the_legend_names_the_classes_of_the_split(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    legends = []
+    save = Figure.savefig
+
+    def record(fig, *args, **kwargs):
+        legends.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    x, y = _clusters(n_per_class=20, classes=3)
+    names = ("cat", "dog", "bird")
+    plot_test_embeddings(lambda b: b, LabeledSplit(list(x), y, names), tmp_path / "named.png", size=30)
+    plot_test_embeddings(lambda b: b, LabeledSplit(list(x), y), tmp_path / "indexed.png", size=30)
+    assert legends == [["cat", "dog", "bird"], ["0", "1", "2"]]
+    with pytest.raises(ValueError, match="only 2 class names"):
+        LabeledSplit(list(x), y, ("cat", "dog"))

@@ -14,16 +14,27 @@ from torch.utils.data import Dataset
 class LabeledSplit:
     """Inputs (as :meth:`Method.embed` takes them once collated) with one integer label each.
 
+    Args:
+        inputs: the inputs.
+        labels: one class index per input.
+        class_names: the name of each class index (e.g. Fashion-MNIST's "T-shirt/top", ...; an image
+            folder's subfolder names), shown in the plots; ``None``: the indices are shown.
+
     Shapes:
         - labels: ``(N,)`` integers in ``[0, num_classes)``
     """
 
     inputs: Sequence[Any] | Dataset
     labels: torch.Tensor
+    class_names: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.labels):
             raise ValueError(f"{len(self.inputs)} inputs but {len(self.labels)} labels")
+        if self.class_names is not None and len(self.labels) and int(self.labels.max()) >= len(self.class_names):
+            raise ValueError(
+                f"labels go up to {int(self.labels.max())} but only {len(self.class_names)} class names were given"
+            )
 
 
 def flatten_features(batch: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ A run folder holds::
     checkpoints/      step_<N>/ folders (see ssl_core.train.checkpoint)
     log.csv, tb/      training logs (CSV and TensorBoard)
     plots/loss.png    the loss curve
-    plots/embeddings.png  a t-SNE map of 2,000 test embeddings coloured by class (with the probes)
+    plots/embeddings.png  a t-SNE map of 2,000 test embeddings coloured by class (named in the legend when
+                      the data names them; with the probes)
     metrics.json      probe accuracies: {"pretrained": ..., "random_init": ..., "raw_input": ...}
     summary.json      steps, wall times, throughput and probe settings
 """

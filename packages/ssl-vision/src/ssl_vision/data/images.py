@@ -191,7 +191,16 @@ def _as_nchw(x: torch.Tensor, channels: int | None, size: int | None) -> torch.T
     return x
 
 
-def _bundle(x_train, y_train, x_test, y_test, cfg: VisionDataConfig, description: str, num_classes: int) -> DataBundle:
+def _bundle(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    cfg: VisionDataConfig,
+    description: str,
+    num_classes: int,
+    class_names: tuple[str, ...] | None = None,
+) -> DataBundle:
     """Assemble a bundle from in-memory uint8 ``(N, C, H, W)`` arrays."""
     if cfg.max_train is not None and cfg.max_train < len(x_train):
         g = torch.Generator().manual_seed(cfg.seed)
@@ -207,12 +216,14 @@ def _bundle(x_train, y_train, x_test, y_test, cfg: VisionDataConfig, description
         train=train,
         info=info,
         description=description,
-        probe_train=LabeledSplit(Normalized(train, mean, std), y_train),
-        probe_test=LabeledSplit(Normalized(ImageTensors(x_test), mean, std), y_test),
+        probe_train=LabeledSplit(Normalized(train, mean, std), y_train, class_names),
+        probe_test=LabeledSplit(Normalized(ImageTensors(x_test), mean, std), y_test, class_names),
     )
 
 
-def _from_arrays(name: str, x_tr, y_tr, x_te, y_te, cfg: VisionDataConfig, source: str) -> DataBundle:
+def _from_arrays(
+    name: str, x_tr, y_tr, x_te, y_te, cfg: VisionDataConfig, source: str, class_names: tuple[str, ...] | None = None
+) -> DataBundle:
     x_tr = _as_nchw(x_tr, cfg.channels, cfg.image_size)
     if x_te is None:
         tr, te = _split(y_tr, cfg.test_fraction, cfg.seed)
@@ -222,7 +233,9 @@ def _from_arrays(name: str, x_tr, y_tr, x_te, y_te, cfg: VisionDataConfig, sourc
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     c, s = x_tr.shape[1], x_tr.shape[-1]
     desc = f"{name} from {source}: {len(x_tr):,} train / {len(x_te):,} test images, {c}x{s}x{s}, {num_classes} classes"
-    return _bundle(x_tr, y_tr, x_te, y_te, cfg, desc, num_classes)
+    if class_names is not None and len(class_names) < num_classes:
+        class_names = None  # labels beyond the known names: show indices
+    return _bundle(x_tr, y_tr, x_te, y_te, cfg, desc, num_classes, class_names)
 
 
 def _unlabelled_arrays(x: torch.Tensor, cfg: VisionDataConfig, source: str) -> DataBundle:
@@ -257,7 +270,8 @@ def load_digits_images(cfg: VisionDataConfig) -> DataBundle:
     x, y = load_digits(return_X_y=True)
     x = torch.from_numpy((x * (255 / 16)).round().astype("uint8")).view(-1, 8, 8)
     cfg = VisionDataConfig(**{**cfg.__dict__, "image_size": cfg.image_size or 28})
-    return _from_arrays("scikit-learn digits", x, torch.from_numpy(y).long(), None, None, cfg, "scikit-learn")
+    names = tuple(str(d) for d in range(10))
+    return _from_arrays("scikit-learn digits", x, torch.from_numpy(y).long(), None, None, cfg, "scikit-learn", names)
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -309,8 +323,8 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
         train=train,
         info=info,
         description=desc,
-        probe_train=LabeledSplit(Normalized(train, mean, std), labels[tr]),
-        probe_test=LabeledSplit(Normalized(test, mean, std), labels[te]),
+        probe_train=LabeledSplit(Normalized(train, mean, std), labels[tr], tuple(classes)),
+        probe_test=LabeledSplit(Normalized(test, mean, std), labels[te], tuple(classes)),
     )
 
 
@@ -332,7 +346,9 @@ def load_data(cfg: VisionDataConfig) -> DataBundle:
     if cfg.name == "digits":
         return load_digits_images(cfg)
     if is_idx_folder(FASHION_MNIST_DIR):
-        return _from_arrays("Fashion-MNIST", *load_idx_folder(FASHION_MNIST_DIR), cfg, str(FASHION_MNIST_DIR))
+        return _from_arrays(
+            "Fashion-MNIST", *load_idx_folder(FASHION_MNIST_DIR), cfg, str(FASHION_MNIST_DIR), FASHION_MNIST_CLASSES
+        )
     if cfg.name == "fashion_mnist":
         raise DataError(
             f"Fashion-MNIST not found in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist, "

@@ -58,7 +58,7 @@ def stratified_subset(split: LabeledSplit, size: int | None, seed: int = 0) -> L
         idx = (labels == c).nonzero().squeeze(1)
         picked.append(idx[torch.randperm(len(idx), generator=g)[: int(q)]])
     keep = torch.cat(picked).sort().values
-    return LabeledSplit(Subset(split.inputs, keep.tolist()), labels[keep])
+    return LabeledSplit(Subset(split.inputs, keep.tolist()), labels[keep], split.class_names)
 
 
 def probe_table(

@@ -91,7 +91,7 @@ def plot_test_embeddings(
     title: str = "",
 ) -> Path:
     """Embed a class-stratified subset of ``size`` test inputs, map them with :func:`tsne_2d` and save the
-    scatter plot (a few seconds for 2,000 points).
+    scatter plot (a few seconds for 2,000 points), its legend naming the split's ``class_names`` when it has them.
 
     Args:
         embed_fn: batch of inputs -> embeddings (e.g. ``method.embed``).
@@ -106,5 +106,9 @@ def plot_test_embeddings(
     emb = embed_inputs(embed_fn, sub.inputs, device=device, collate_fn=collate_fn)
     title = f"{title}: " if title else ""
     return plot_embedding_map(
-        tsne_2d(emb, seed), sub.labels, path, title=f"{title}t-SNE of {len(emb):,} test embeddings"
+        tsne_2d(emb, seed),
+        sub.labels,
+        path,
+        title=f"{title}t-SNE of {len(emb):,} test embeddings",
+        class_names=split.class_names,
     )
