@@ -1,32 +1,41 @@
-"""Diagnosis of the VICReg row of the vision table: which side of the gap do the views sit on?
+"""Diagnosis of the view pipelines behind the vision table's VICReg and BYOL rows: is a gap in the views?
 
 With a 3-pixel blur kernel, ours' VICReg scored 1.5 points of kNN below lightly's at the table's budget (5
 seeds each, every seed of ours below every seed of lightly's), with the same backbone, expander, loss,
-optimizer and schedule. This script reruns the row with one thing changed, the view pipeline, and is
-otherwise ``vision_table.py``::
+optimizer and schedule; with torchvision's blur at +-3 sigma, BYOL trailed by 1.07. This script reruns a row
+with one thing changed, and is otherwise ``vision_table.py``::
 
-    uv run python benchmarks/vision_vicreg_views.py ARM run vicreg --impl IMPL --seed S \
-        --results benchmarks/results/vicreg_views.jsonl
+    uv run python benchmarks/vision_vicreg_views.py ARM run vicreg|byol --impl IMPL --seed S \
+        --results benchmarks/results/vicreg_views/ARM.jsonl
 
 ARM (each changes one thing; the record's ``impl`` stays ``ours`` / ``lightly``, so keep a results file per
 arm, or read the per-seed lines):
 
+- ``none``: nothing (the table's run);
 - ``lightly-views`` (``--impl ours``): ours trained on lightly's PIL views (``BYOLTransform`` built from the
   same ``ViewConfig`` by ``vision_lightly.byol_transform``), drawn inside our per-sample seeding; this arm
   also runs the ``byol`` row, whose views are the same pair (``... lightly-views run byol --impl ours``);
 - ``selfsup-views`` (``--impl lightly``): lightly's model and loop on our uint8-tensor views;
-- ``blur3`` (``--impl ours``): our views with the blur kernel of the table's first runs, 10% of the side (3 px
-  at 28), which cannot realise sigma up to 2 px; the default kernel holds +-3 sigma (13 px at 28), as PIL's
-  ``GaussianBlur(radius=sigma)`` in lightly's views (an arm ``blur13`` ran before it was the default);
-- ``pil-blur`` (``--impl ours``): our views with PIL's blur (``ImageFilter.GaussianBlur(radius=sigma)``, as
-  lightly's) in place of torchvision's, sigma drawn as ours;
+- ``blur3`` (``--impl ours``): our views with the blur of the table's first runs (2026-11-28): torchvision's,
+  with a kernel of 10% of the side (3 px at 28), which cannot realise sigma up to 2 px;
+- ``reflect-blur`` (``--impl ours``): our views with the blur of the runs of 2026-12-02 morning: torchvision's,
+  with a kernel of +-3 sigma (13 px at 28), which reflects the image at its border; the default is PIL's
+  ``GaussianBlur(radius=sigma)``, as lightly's views (``ssl_vision.transforms.views.GaussianBlur``; an arm
+  ``pil-blur`` tested it before it was the default);
 - ``per-view`` (``--impl ours``, rows ``vicreg`` and ``byol``): not the views but how they are encoded: the
   ResNet encodes each view of a training batch in its own pass, so BatchNorm normalises each view apart
   (as lightly's examples and the papers' code do), instead of both views in one pass;
 - ``unseeded`` (``--impl ours``): our views drawn from the running generator instead of reseeding torch's
   generator per sample and epoch.
 
-Every run uses one thread (the accuracies count steps, not seconds). Findings: ``packages/ssl-vision/README.md``.
+Every run uses one thread (the accuracies count steps, not seconds).
+
+``ARM twosample [--pairs N]`` asks instead whether the views themselves differ: it draws ``N`` view pairs
+(default 10,000) of BYOL's pair from our pipeline (with the arm's change) and ``N`` from lightly's, each from
+other Fashion-MNIST training images, and reports the 5-fold accuracy of a gradient-boosted classifier that
+tells the two apart from 33 statistics of a pair (per view: mean, spread, gradients, Laplacian, quantiles,
+the step between the two outermost rows and columns; the two views' correlation). 50% means the statistics
+do not tell them apart. Findings: ``packages/ssl-vision/README.md``.
 """
 
 from __future__ import annotations
@@ -37,12 +46,13 @@ import types
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
+from PIL import Image  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-ARMS = ("lightly-views", "selfsup-views", "blur3", "pil-blur", "per-view", "unseeded")
+ARMS = ("none", "lightly-views", "selfsup-views", "blur3", "reflect-blur", "per-view", "unseeded")
 
 
 class PILViews:
@@ -65,27 +75,16 @@ class TensorViews:
         return list(self.views(TF.pil_to_tensor(img)))
 
 
-class PILBlur:
-    """Stands in for ``v2.GaussianBlur(kernel, sigma)`` on a uint8 ``(1, H, W)`` tensor: PIL's Gaussian blur
-    with radius sigma, sigma drawn uniformly from ``sigma`` (lightly's blur, inside our view pipeline)."""
-
-    def __init__(self, kernel, sigma) -> None:
-        self.sigma = sigma
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        s = float(torch.empty(1).uniform_(*self.sigma))
-        img = Image.fromarray(x[0].numpy(), mode="L").filter(ImageFilter.GaussianBlur(radius=s))
-        return TF.pil_to_tensor(img)
-
-
 def patch(arm: str) -> None:
-    """Apply ``arm``'s one change to the VICReg classes / view code before the table runs."""
+    """Apply ``arm``'s one change to the methods' classes / view code before the table runs."""
     import vision_lightly
 
     import ssl_core.train.data as data
     import ssl_vision.methods.vicreg as vicreg
     import ssl_vision.transforms.views as views
 
+    if arm == "none":
+        return
     if arm == "lightly-views":
         import ssl_vision.methods.byol as byol
 
@@ -99,12 +98,10 @@ def patch(arm: str) -> None:
             self.transform = TensorViews(vicreg.VICReg.pretext(types.SimpleNamespace(config=cfg, info=info)))
 
         vision_lightly.LightlyVICReg.__init__ = lightly_init
-    elif arm == "blur3":
-        views.blur_kernel_size = lambda sigma_max, size: max(3, (size // 10) | 1)
-    elif arm == "pil-blur":  # the views module sees torchvision's v2 with another GaussianBlur
-        shim = types.SimpleNamespace(**{k: getattr(v2, k) for k in dir(v2) if not k.startswith("_")})
-        shim.GaussianBlur = PILBlur
-        views.v2 = shim
+    elif arm in ("blur3", "reflect-blur"):  # torchvision's blur, which reflects the image at its border
+        views.GaussianBlur = v2.GaussianBlur
+        if arm == "blur3":
+            views.blur_kernel_size = lambda sigma_max, size: max(3, (size // 10) | 1)
     elif arm == "per-view":
         from ssl_vision.models.resnet import ResNet
 
@@ -120,13 +117,97 @@ def patch(arm: str) -> None:
         raise SystemExit(f"unknown arm {arm!r}: choose one of {', '.join(ARMS)}")
 
 
+def pair_statistics(pairs: torch.Tensor) -> torch.Tensor:
+    """33 statistics of each view pair ``(N, 2, H, W)`` (normalised pixels): per view its mean, standard
+    deviation, mean absolute horizontal and vertical gradient and Laplacian, maximum, minimum, share of
+    pixels above the minimum, the mean step between the two outermost columns and between the two
+    outermost rows, six quantiles; and the correlation of the two views."""
+    out = []
+    for v in pairs.unbind(1):
+        flat = v.flatten(1)
+        lap = 4 * v[:, 1:-1, 1:-1] - v[:, :-2, 1:-1] - v[:, 2:, 1:-1] - v[:, 1:-1, :-2] - v[:, 1:-1, 2:]
+        lo = flat.min(1).values
+        out += [flat.mean(1), flat.std(1), v.diff(dim=2).abs().mean((1, 2)), v.diff(dim=1).abs().mean((1, 2))]
+        out += [lap.abs().mean((1, 2)), flat.max(1).values, lo, (flat > lo[:, None] + 1e-3).float().mean(1)]
+        out += [(v[:, :, 0] - v[:, :, 1]).abs().mean(1), (v[:, 0, :] - v[:, 1, :]).abs().mean(1)]
+        out += list(flat.quantile(torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9, 0.99]), dim=1))
+    a, b = (p.flatten(1) - p.flatten(1).mean(1, keepdim=True) for p in pairs.unbind(1))
+    out.append((a * b).mean(1) / (a.std(1, correction=0) * b.std(1, correction=0) + 1e-6))
+    return torch.stack(out, 1)
+
+
+STAT_NAMES = [
+    f"view {i} {n}"
+    for i in (1, 2)
+    for n in (
+        "mean",
+        "std",
+        "|dx|",
+        "|dy|",
+        "|laplacian|",
+        "max",
+        "min",
+        "share > min",
+        "border column step",
+        "border row step",
+        "q10",
+        "q25",
+        "q50",
+        "q75",
+        "q90",
+        "q99",
+    )  # fmt: skip
+] + ["pair correlation"]
+
+
+def twosample(arm: str, pairs: int = 10_000, seed: int = 0) -> dict:
+    """Draw ``pairs`` BYOL view pairs from our pipeline (with ``arm`` applied) and as many from lightly's, on
+    disjoint random training images, and score how well a classifier tells them apart (5-fold accuracy)."""
+    import vision_lightly
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import cross_val_score
+
+    from ssl_vision.data.images import VisionDataConfig, load_data
+    from ssl_vision.methods.byol import BYOL, BYOLConfig
+
+    patch(arm)
+    bundle = load_data(VisionDataConfig(name="fashion_mnist"))
+    cfg = BYOLConfig()
+    ours = BYOL(cfg, bundle.info).pretext()
+    theirs = vision_lightly.byol_transform(cfg.views, bundle.info)
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # lightly's blur and solarisation draw from numpy
+    images = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(seed + 1))[: 2 * pairs]
+    drawn, labels = [], []
+    for j, i in enumerate(images.tolist()):
+        x = bundle.train[i]
+        views = ours(x) if j % 2 == 0 else theirs(Image.fromarray(x[0].numpy(), mode="L"))
+        drawn.append(torch.stack([v[0] for v in views]))
+        labels.append(j % 2)
+    stats, y = pair_statistics(torch.stack(drawn)).numpy(), np.array(labels)
+    acc = cross_val_score(HistGradientBoostingClassifier(max_iter=200, random_state=0), stats, y, cv=5)
+    means = {n: (float(stats[y == 0, k].mean()), float(stats[y == 1, k].mean())) for k, n in enumerate(STAT_NAMES)}
+    return {"arm": arm, "pairs": pairs, "accuracy": float(acc.mean()), "fold_accuracy": acc.tolist(), "means": means}
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in ARMS:
         raise SystemExit(
-            f"usage: vision_vicreg_views.py {{{','.join(ARMS)}}} run vicreg|byol --impl ... (see the docstring)"
+            f"usage: vision_vicreg_views.py {{{','.join(ARMS)}}} run vicreg|byol --impl ... | twosample [--pairs N] "
+            "(see the docstring)"
         )
     torch.set_num_threads(1)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if argv[1:2] == ["twosample"]:
+        n = int(argv[argv.index("--pairs") + 1]) if "--pairs" in argv else 10_000
+        res = twosample(argv[0], n)
+        print(
+            f"{res['arm']}: {n:,} pairs each; the classifier tells ours from lightly's views {res['accuracy']:.1%} of"
+        )
+        print("the time (50%: not at all); the statistics' means, ours / lightly's:")
+        for name, (a, b) in res["means"].items():
+            print(f"  {name:24s} {a:+.4f} / {b:+.4f}")
+        return
     patch(argv[0])
     import vision_table
 

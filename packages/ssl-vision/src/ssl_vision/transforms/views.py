@@ -31,8 +31,8 @@ class ViewConfig:
         grayscale_prob: probability of converting an RGB view to grayscale.
         blur_prob: probability of a Gaussian blur.
         blur_sigma: range of the blur's standard deviation in pixels, drawn uniformly (SimCLR: 0.1-2.0).
-            The kernel holds +-3 sigma (:func:`blur_kernel_size`), so the blur is the one sigma names, as
-            PIL's ``GaussianBlur(radius=sigma)`` in lightly's views.
+            The blur is PIL's ``GaussianBlur(radius=sigma)`` (:class:`GaussianBlur`), as in the reference
+            code of SimCLR, BYOL, DINO and in lightly's views.
         solarize_prob: probability of solarisation (BYOL's second view).
     """
 
@@ -133,6 +133,45 @@ def blur_kernel_size(sigma_max: float, size: int) -> int:
     return max(3, min(k, cap))
 
 
+class GaussianBlur(v2.GaussianBlur):
+    """A random Gaussian blur as PIL computes it, the blur of the field's PyTorch reference code; sigma is
+    drawn uniformly from ``sigma`` (torch's generator, as every other draw of a view).
+
+    SimCLR, BYOL and DINO's PyTorch code, MoCo v3, VICReg, solo-learn and lightly all blur with PIL's
+    ``ImageFilter.GaussianBlur(radius=sigma)``: three box-filter passes that approximate the Gaussian, each
+    extending the image's border pixels. torchvision's ``gaussian_blur`` instead reflects the image at its
+    border, which pulls a bright border row towards the rows inside it (at sigma 1, a border of 250 grey
+    levels beside 150 and 60 blurs to 179, against PIL's 208). Small images, whose crops often end inside
+    the object, show it: a classifier of simple view statistics told 10,000 of our BYOL view pairs from
+    lightly's 61% of the time with torchvision's blur, 53% with a single border-extended convolution, and
+    50% (chance) with PIL's (``benchmarks/vision_vicreg_views.py none twosample``). So uint8 images with 1
+    or 3 channels (every view of ours) and PIL images are blurred by PIL; other inputs (float tensors,
+    other channel counts) by torchvision with a ``kernel_size`` kernel.
+
+    Args:
+        kernel_size: odd side of torchvision's kernel, for the inputs PIL does not take
+            (see :func:`blur_kernel_size`).
+        sigma: ``(low, high)`` range of the standard deviation, in pixels.
+    """
+
+    def transform(self, inpt, params):
+        import numpy as np
+        from PIL import Image, ImageFilter
+        from torchvision import tv_tensors
+
+        radius = params["sigma"][0]
+        if isinstance(inpt, Image.Image):
+            return inpt.filter(ImageFilter.GaussianBlur(radius=radius))
+        pil_ok = isinstance(inpt, torch.Tensor) and inpt.dtype == torch.uint8 and inpt.ndim == 3
+        if not (pil_ok and inpt.shape[0] in (1, 3) and not isinstance(inpt, tv_tensors.Mask)):
+            return super().transform(inpt, params)
+        x = inpt.as_subclass(torch.Tensor).detach().cpu()
+        img = Image.fromarray(x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy())
+        out = torch.from_numpy(np.array(img.filter(ImageFilter.GaussianBlur(radius=radius))))
+        out = out[None] if out.ndim == 2 else out.permute(2, 0, 1).contiguous()
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
 def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
     """Build the transform ``uint8 (C, H, W) -> normalised float (C, S, S)`` of one view
     (``S = cfg.size``, by default ``info.image_size``)."""
@@ -150,7 +189,7 @@ def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
         ops.append(v2.RandomGrayscale(cfg.grayscale_prob))
     if cfg.blur_prob > 0:
         k = blur_kernel_size(cfg.blur_sigma[1], size)
-        ops.append(v2.RandomApply([v2.GaussianBlur(k, sigma=tuple(cfg.blur_sigma))], p=cfg.blur_prob))
+        ops.append(v2.RandomApply([GaussianBlur(k, sigma=tuple(cfg.blur_sigma))], p=cfg.blur_prob))
     if cfg.solarize_prob > 0:
         ops.append(v2.RandomSolarize(128, p=cfg.solarize_prob))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(info.mean, info.std)]
