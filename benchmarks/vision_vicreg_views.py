@@ -25,6 +25,9 @@ arm, or read the per-seed lines):
 - ``per-view`` (``--impl ours``, rows ``vicreg`` and ``byol``): not the views but how they are encoded: the
   ResNet encodes each view of a training batch in its own pass, so BatchNorm normalises each view apart
   (as lightly's examples and the papers' code do), instead of both views in one pass;
+- ``per-view-all`` (``--impl ours``, row ``byol``): BYOL's online and target networks, projector and predictor
+  included, encode each view in its own pass, so every BatchNorm normalises each view apart, as lightly's
+  example and the paper's code (``per-view`` only splits the ResNet's pass);
 - ``unseeded`` (``--impl ours``): our views drawn from the running generator instead of reseeding torch's
   generator per sample and epoch.
 
@@ -52,7 +55,7 @@ from PIL import Image  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-ARMS = ("none", "lightly-views", "selfsup-views", "blur3", "reflect-blur", "per-view", "unseeded")
+ARMS = ("none", "lightly-views", "selfsup-views", "blur3", "reflect-blur", "per-view", "per-view-all", "unseeded")
 
 
 class PILViews:
@@ -111,6 +114,19 @@ def patch(arm: str) -> None:
             return torch.cat([one_pass(self, h) for h in x.chunk(2)]) if self.training else one_pass(self, x)
 
         ResNet.forward = per_view
+    elif arm == "per-view-all":  # BYOL's online and target networks, heads included, see one view per pass
+        import ssl_vision.methods.byol as byol
+
+        def forward(self, batch):
+            x1, x2 = batch[:2]
+            p1, p2 = (self.predictor(self.projector(self.backbone(x))) for x in (x1, x2))
+            with torch.no_grad():
+                t = self.target.module
+                z1, z2 = (t["projector"](t["backbone"](x)) for x in (x1, x2))
+            loss = (2 + 2 * byol.negative_cosine(p1, z2)) + (2 + 2 * byol.negative_cosine(p2, z1))
+            return byol.MethodOutput(loss, {})
+
+        byol.BYOL.forward = forward
     elif arm == "unseeded":
         data.PretextDataset.__getitem__ = lambda self, key: self.pretext(self.base[key[0]])
     else:

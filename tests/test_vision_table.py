@@ -156,6 +156,18 @@ assert not torch.allclose(net(xx), one_pass(net, xx), atol=1e-3)
 net.eval()
 torch.testing.assert_close(net(xx), one_pass(net, xx))  # probes embed in one pass, as before
 
+from ssl_vision.methods.byol import BYOL, BYOLConfig
+from ssl_core.losses import negative_cosine
+byol = BYOL(BYOLConfig(), info).train()
+v1, v2 = torch.randn(6, 1, 28, 28), torch.randn(6, 1, 28, 28) + 2
+joint = BYOL.forward(byol, (v1, v2)).loss
+vv.patch("per-view-all")
+p1, p2 = (byol.predictor(byol.projector(byol.backbone(v))) for v in (v1, v2))
+z1, z2 = (byol.target.module["projector"](byol.target.module["backbone"](v)) for v in (v1, v2))
+apart = 4 + 2 * negative_cosine(p1, z2) + 2 * negative_cosine(p2, z1)
+torch.testing.assert_close(byol((v1, v2)).loss, apart)  # every network, heads included, sees one view per pass
+assert not torch.allclose(joint, apart)
+
 vv.patch("unseeded")
 after = PretextDataset([x], VICReg(VICRegConfig(), info).pretext())
 assert not torch.equal(after[(0, 7)][0], after[(0, 7)][0])  # the running generator: new views each call
@@ -166,7 +178,8 @@ print("arms ok")
 def test_vicreg_view_arms_each_change_one_thing():
     """The diagnosis script's arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on lightly's
     PIL views, lightly on our tensor views, torchvision's blur with the old 3-pixel kernel or at +-3 sigma,
-    each view encoded in its own pass, and views without per-sample reseeding (in a subprocess, so the
+    each view encoded in its own pass (the ResNet, or BYOL's every network), and views without per-sample
+    reseeding (in a subprocess, so the
     patches stay out of this process); the two-sample test's statistics have their documented shape."""
     import subprocess
 
