@@ -15,7 +15,8 @@ arm, or read the per-seed lines):
 - ``lightly-views`` (``--impl ours``): ours trained on lightly's PIL views (``BYOLTransform`` built from the
   same ``ViewConfig`` by ``vision_lightly.byol_transform``), drawn inside our per-sample seeding; this arm
   also runs the ``byol`` row, whose views are the same pair (``... lightly-views run byol --impl ours``);
-- ``selfsup-views`` (``--impl lightly``): lightly's model and loop on our uint8-tensor views;
+- ``selfsup-views`` (``--impl lightly``, rows ``vicreg`` and ``byol``): lightly's model and loop on our
+  uint8-tensor views;
 - ``blur3`` (``--impl ours``): our views with the blur of the table's first runs (2026-11-28): torchvision's,
   with a kernel of 10% of the side (3 px at 28), which cannot realise sigma up to 2 px;
 - ``reflect-blur`` (``--impl ours``): our views with the blur of the runs of 2026-12-02 morning: torchvision's,
@@ -94,13 +95,15 @@ def patch(arm: str) -> None:
         for cls in (vicreg.VICReg, byol.BYOL):
             cls.pretext = lambda self: PILViews(vision_lightly.byol_transform(self.config.views, self.info))
     elif arm == "selfsup-views":
-        init = vision_lightly.LightlyVICReg.__init__
+        import ssl_vision.methods.byol as byol
 
-        def lightly_init(self, cfg, info, *args, **kwargs):
-            init(self, cfg, info, *args, **kwargs)
-            self.transform = TensorViews(vicreg.VICReg.pretext(types.SimpleNamespace(config=cfg, info=info)))
+        for model, method in ((vision_lightly.LightlyVICReg, vicreg.VICReg), (vision_lightly.LightlyBYOL, byol.BYOL)):
 
-        vision_lightly.LightlyVICReg.__init__ = lightly_init
+            def lightly_init(self, cfg, info, *args, init=model.__init__, method=method, **kwargs):
+                init(self, cfg, info, *args, **kwargs)
+                self.transform = TensorViews(method.pretext(types.SimpleNamespace(config=cfg, info=info)))
+
+            model.__init__ = lightly_init
     elif arm in ("blur3", "reflect-blur"):  # torchvision's blur, which reflects the image at its border
         views.GaussianBlur = v2.GaussianBlur
         if arm == "blur3":

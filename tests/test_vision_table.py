@@ -127,6 +127,9 @@ model = vl.LightlyVICReg(cfg.method, info, 1, cfg.train)
 assert isinstance(model.transform, vv.TensorViews)
 out = model.transform(Image.fromarray(x[0].numpy(), mode="L"))
 assert len(out) == 2 and all(v.shape == (1, 28, 28) and v.dtype == torch.float32 for v in out)
+_, byol_cfg = vt.row_config("byol")
+byol_model = vl.LightlyBYOL(byol_cfg.method, info, 1, byol_cfg.train)
+assert isinstance(byol_model.transform, vv.TensorViews)
 
 def blurs(cls):  # the blur ops inside the RandomApply wrappers of a view that always blurs
     t = views.view_transform(views.ViewConfig(blur_prob=1.0), info)
