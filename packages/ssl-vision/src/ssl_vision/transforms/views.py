@@ -31,8 +31,8 @@ class ViewConfig:
         grayscale_prob: probability of converting an RGB view to grayscale.
         blur_prob: probability of a Gaussian blur.
         blur_sigma: range of the blur's standard deviation in pixels, drawn uniformly (SimCLR: 0.1-2.0).
-            The blur is PIL's ``GaussianBlur(radius=sigma)`` (:class:`GaussianBlur`), as in the reference
-            code of SimCLR, BYOL, DINO and in lightly's views.
+            The blur is PIL's ``GaussianBlur(radius=sigma)`` (:class:`GaussianBlur`), as in the official
+            PyTorch code of MoCo, DINO and VICReg and in lightly's views.
         solarize_prob: probability of solarisation (BYOL's second view).
     """
 
@@ -134,10 +134,10 @@ def blur_kernel_size(sigma_max: float, size: int) -> int:
 
 
 class GaussianBlur(v2.GaussianBlur):
-    """A random Gaussian blur as PIL computes it, the blur of the field's PyTorch reference code; sigma is
-    drawn uniformly from ``sigma`` (torch's generator, as every other draw of a view).
+    """A random Gaussian blur as PIL computes it, the blur of the field's PyTorch code; sigma is drawn
+    uniformly from ``sigma`` (torch's generator, as every other draw of a view).
 
-    SimCLR, BYOL and DINO's PyTorch code, MoCo v3, VICReg, solo-learn and lightly all blur with PIL's
+    The official PyTorch code of MoCo v2, MoCo v3, DINO and VICReg, and solo-learn and lightly, blur with PIL's
     ``ImageFilter.GaussianBlur(radius=sigma)``: three box-filter passes that approximate the Gaussian, each
     extending the image's border pixels. torchvision's ``gaussian_blur`` instead reflects the image at its
     border, which pulls a bright border row towards the rows inside it (at sigma 1, a border of 250 grey
