@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+from PIL import Image, ImageFilter
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ssl_vision.data.images import ImageInfo
@@ -155,19 +158,16 @@ class GaussianBlur(v2.GaussianBlur):
     """
 
     def transform(self, inpt, params):
-        import numpy as np
-        from PIL import Image, ImageFilter
-        from torchvision import tv_tensors
-
-        radius = params["sigma"][0]
+        blur = ImageFilter.GaussianBlur(radius=params["sigma"][0])
         if isinstance(inpt, Image.Image):
-            return inpt.filter(ImageFilter.GaussianBlur(radius=radius))
+            return inpt.filter(blur)
         pil_ok = isinstance(inpt, torch.Tensor) and inpt.dtype == torch.uint8 and inpt.ndim == 3
         if not (pil_ok and inpt.shape[0] in (1, 3) and not isinstance(inpt, tv_tensors.Mask)):
             return super().transform(inpt, params)
+        # through numpy rather than torchvision's to_pil_image / pil_to_tensor, which cost 50 us more a view
         x = inpt.as_subclass(torch.Tensor).detach().cpu()
         img = Image.fromarray(x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy())
-        out = torch.from_numpy(np.array(img.filter(ImageFilter.GaussianBlur(radius=radius))))
+        out = torch.from_numpy(np.array(img.filter(blur)))
         out = out[None] if out.ndim == 2 else out.permute(2, 0, 1).contiguous()
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
