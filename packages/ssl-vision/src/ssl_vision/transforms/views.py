@@ -155,6 +155,10 @@ class GaussianBlur(v2.GaussianBlur):
         kernel_size: odd side of torchvision's kernel, for the inputs PIL does not take
             (see :func:`blur_kernel_size`).
         sigma: ``(low, high)`` range of the standard deviation, in pixels.
+
+    Shapes:
+        - input: a uint8 ``(C, H, W)`` tensor (or a PIL image, or any input torchvision's blur takes)
+        - output: the input's shape, dtype and type
     """
 
     def transform(self, inpt, params):
