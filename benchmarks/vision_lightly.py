@@ -216,7 +216,11 @@ class LightlyBYOL(Momentum):
 
     def training_loss(self, views, step: int) -> torch.Tensor:
         self.update(step)
-        x0, x1 = views
+        return self.loss(views)
+
+    def loss(self, views) -> torch.Tensor:
+        """The symmetric loss of a pair of views, without the momentum update."""
+        x0, x1 = views[:2]
         p0, p1 = (self.prediction_head(self.projection_head(self.backbone(x))) for x in (x0, x1))
         z0, z1 = (self.projection_head_momentum(self.backbone_momentum(x)).detach() for x in (x0, x1))
         return 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))

@@ -29,6 +29,10 @@ arm, or read the per-seed lines):
 - ``per-view-all`` (``--impl ours``, row ``byol``): BYOL's online and target networks, projector and predictor
   included, encode each view in its own pass, so every BatchNorm normalises each view apart, as lightly's
   example and the paper's code (``per-view`` only splits the ResNet's pass);
+- ``selfsup-model`` (``--impl lightly``, row ``byol``): lightly's loop and PIL views train our BYOL module
+  (:class:`SelfsupBYOLInLightlyLoop`), to split BYOL's gap between the model and the loop;
+- ``lightly-model`` (``--impl ours``, row ``byol``): our trainer and views train lightly's BYOL model
+  (lightly's heads, loss and ``update_momentum``, with our trainer's momentum schedule);
 - ``unseeded`` (``--impl ours``): our views drawn from the running generator instead of reseeding torch's
   generator per sample and epoch.
 
@@ -53,10 +57,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-ARMS = ("none", "lightly-views", "selfsup-views", "blur3", "reflect-blur", "per-view", "per-view-all", "unseeded")
+ARMS = (
+    "none",
+    "lightly-views",
+    "selfsup-views",
+    "blur3",
+    "reflect-blur",
+    "per-view",
+    "per-view-all",
+    "unseeded",
+    "selfsup-model",
+    "lightly-model",
+)
 
 
 class PILViews:
@@ -77,6 +93,32 @@ class TensorViews:
 
     def __call__(self, img: Image.Image) -> list[torch.Tensor]:
         return list(self.views(TF.pil_to_tensor(img)))
+
+
+class SelfsupBYOLInLightlyLoop(nn.Module):
+    """Our BYOL module (heads, loss, :class:`~ssl_core.teacher.EMATeacher`) as a model of lightly's loop
+    (``vision_lightly.train_lightly``): lightly's PIL views, its DataLoader, optimizer groups and schedules,
+    and its momentum update before each step's forward, with lightly's cosine momentum schedule."""
+
+    def __init__(self, cfg, info, total_steps: int, train) -> None:
+        import vision_lightly
+
+        from ssl_vision.methods.byol import BYOL
+
+        super().__init__()
+        self.method = BYOL(cfg, info)
+        self.backbone = self.method.backbone  # what the probes read (the same module, registered once)
+        self.transform = vision_lightly.byol_transform(cfg.views, info)
+        self.total_steps, self.ema = total_steps, (train.ema_momentum, train.ema_momentum_end)
+
+    def training_loss(self, views, step: int) -> torch.Tensor:
+        from lightly.utils.scheduler import cosine_schedule
+
+        from ssl_vision.methods.common import ema_update
+
+        m = cosine_schedule(step, self.total_steps, *self.ema)
+        ema_update(self.method.target, m, backbone=self.method.backbone, projector=self.method.projector)
+        return self.method(tuple(views)).loss
 
 
 def patch(arm: str) -> None:
@@ -130,6 +172,29 @@ def patch(arm: str) -> None:
             return byol.MethodOutput(loss, {})
 
         byol.BYOL.forward = forward
+    elif arm == "selfsup-model":  # lightly's loop and views train our BYOL module
+        import ssl_vision.methods.byol as byol
+
+        vision_lightly.LIGHTLY_METHODS["byol"] = SelfsupBYOLInLightlyLoop
+    elif arm == "lightly-model":  # our trainer and views train lightly's BYOL model
+        import ssl_vision.methods.byol as byol
+
+        def init(self, config, info):
+            byol.Method.__init__(self)
+            self.config, self.info = config, info
+            # total_steps / train only set lightly's own momentum schedule, unused here: our trainer's
+            # values["ema_momentum"] moves the momentum twins after each step
+            self.lightly = vision_lightly.LightlyBYOL(config, info, 1, vision_lightly.TrainConfig())
+
+        def after_optimizer_step(self, step, values):
+            for module, twin in self.lightly.pairs:
+                vision_lightly.update_momentum(module, twin, m=values["ema_momentum"])
+
+        byol.BYOL.__init__ = init
+        # what embed() and the probes read; a property, so the module is not registered (and saved) twice
+        byol.BYOL.backbone = property(lambda self: self.lightly.backbone)
+        byol.BYOL.forward = lambda self, batch: byol.MethodOutput(self.lightly.loss(batch), {})
+        byol.BYOL.after_optimizer_step = after_optimizer_step
     elif arm == "unseeded":
         data.PretextDataset.__getitem__ = lambda self, key: self.pretext(self.base[key[0]])
     else:

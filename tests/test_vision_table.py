@@ -171,6 +171,37 @@ apart = 4 + 2 * negative_cosine(p1, z2) + 2 * negative_cosine(p2, z1)
 torch.testing.assert_close(byol((v1, v2)).loss, apart)  # every network, heads included, sees one view per pass
 assert not torch.allclose(joint, apart)
 
+def moved_halfway(before, twin, online):  # EMA with momentum 0.5: each twin parameter halfway to the online one
+    for b, t, o in zip(before, twin.parameters(), online.parameters(), strict=True):
+        torch.testing.assert_close(t, 0.5 * b + 0.5 * o)
+
+vv.patch("selfsup-model")  # lightly's loop trains our BYOL module
+m = vl.LIGHTLY_METHODS["byol"](byol_cfg.method, info, 3, byol_cfg.train).train()
+assert isinstance(m.method, BYOL) and m.backbone is m.method.backbone
+assert isinstance(m.transform, vl.BYOLTransform)
+with torch.no_grad():
+    for q in m.method.backbone.parameters():
+        q.add_(1.0)  # the online network moves away from its target
+target = m.method.target.module["backbone"]
+before = [q.clone() for q in target.parameters()]
+loss = m.training_loss([v1, v2], 1)  # lightly's cosine momentum at step 1 of 3: 0.5 of the way 0.99 -> 1
+m_1 = vl.cosine_schedule(1, 3, byol_cfg.train.ema_momentum, byol_cfg.train.ema_momentum_end)
+for b, t, o in zip(before, target.parameters(), m.method.backbone.parameters(), strict=True):
+    torch.testing.assert_close(t, m_1 * b + (1 - m_1) * o)  # the update comes before the step's forward
+torch.testing.assert_close(loss, m.method((v1, v2)).loss)
+
+vv.patch("lightly-model")  # our trainer trains lightly's BYOL model
+b = BYOL(BYOLConfig(), info).train()
+assert isinstance(b.lightly, vl.LightlyBYOL) and b.backbone is b.lightly.backbone
+assert not any(k.startswith("backbone.") for k in b.state_dict())  # saved once, under lightly.
+torch.testing.assert_close(b((v1, v2)).loss, b.lightly.loss((v1, v2)))
+with torch.no_grad():
+    for q in b.backbone.parameters():
+        q.add_(1.0)
+before = [q.clone() for q in b.lightly.backbone_momentum.parameters()]
+b.after_optimizer_step(0, {"ema_momentum": 0.5})  # the trainer's momentum, not lightly's schedule
+moved_halfway(before, b.lightly.backbone_momentum, b.backbone)
+
 vv.patch("unseeded")
 after = PretextDataset([x], VICReg(VICRegConfig(), info).pretext())
 assert not torch.equal(after[(0, 7)][0], after[(0, 7)][0])  # the running generator: new views each call
@@ -181,9 +212,10 @@ print("arms ok")
 def test_vicreg_view_arms_each_change_one_thing():
     """The diagnosis script's arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on lightly's
     PIL views, lightly on our tensor views, torchvision's blur with the old 3-pixel kernel or at +-3 sigma,
-    each view encoded in its own pass (the ResNet, or BYOL's every network), and views without per-sample
-    reseeding (in a subprocess, so the
-    patches stay out of this process); the two-sample test's statistics have their documented shape."""
+    each view encoded in its own pass (the ResNet, or BYOL's every network), our BYOL module in lightly's
+    loop and lightly's BYOL model in our trainer (each with its momentum update), and views without
+    per-sample reseeding (in a subprocess, so the patches stay out of this process); the two-sample test's
+    statistics have their documented shape."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", CHECK_ARMS, str(BENCH)], capture_output=True, text=True, timeout=300)
