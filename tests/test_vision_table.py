@@ -205,6 +205,15 @@ moved_halfway(before, b.lightly.backbone_momentum, b.backbone)
 vv.patch("unseeded")
 after = PretextDataset([x], VICReg(VICRegConfig(), info).pretext())
 assert not torch.equal(after[(0, 7)][0], after[(0, 7)][0])  # the running generator: new views each call
+
+assert "train.channels_last=false" not in vt.OURS_SET
+vv.patch("nchw")  # our trainer in torch's default layout, as lightly's loop
+assert vt.OURS_SET[-1] == "train.channels_last=false"
+
+rows = vv.seeding(300)  # reseeded and running draws of the same parameters, one KS p-value each
+assert len(rows) == 21 and all(0 <= p <= 1 for *_, p in rows)
+crop = {name: (a, b) for name, a, b, _ in rows}["view 1 height"]
+assert all(5 <= v <= 28 for v in crop)  # crops of 0.2-1 of the 28-pixel image
 print("arms ok")
 """
 
@@ -213,9 +222,10 @@ def test_vicreg_view_arms_each_change_one_thing():
     """The diagnosis script's arms (benchmarks/vision_vicreg_views.py) patch what they say: ours on lightly's
     PIL views, lightly on our tensor views, torchvision's blur with the old 3-pixel kernel or at +-3 sigma,
     each view encoded in its own pass (the ResNet, or BYOL's every network), our BYOL module in lightly's
-    loop and lightly's BYOL model in our trainer (each with its momentum update), and views without
-    per-sample reseeding (in a subprocess, so the patches stay out of this process); the two-sample test's
-    statistics have their documented shape."""
+    loop and lightly's BYOL model in our trainer (each with its momentum update), views without
+    per-sample reseeding, and our trainer without channels-last (in a subprocess, so the patches stay out of
+    this process); the two-sample test's statistics have their documented shape, and the seeding
+    comparison gives one p-value per random parameter of BYOL's pair."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", CHECK_ARMS, str(BENCH)], capture_output=True, text=True, timeout=300)
