@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from ssl_core.train import LARS, TrainConfig, build_optimizer, param_groups
+from ssl_core.train.optim import _fused_ok
 
 
 def naive_lars_step(w, g, buf, lr, momentum, wd, eta, adapt):
@@ -61,3 +64,31 @@ def test_build_optimizer(name, cls):
     opt = build_optimizer(nn.Linear(3, 2), TrainConfig(optimizer=name, lr=0.5, batch_size=512, lr_scale_batch=True))
     assert isinstance(opt, cls)
     assert opt.param_groups[0]["lr"] == pytest.approx(1.0)  # 0.5 * 512 / 256
+
+
+def test_adamw_is_fused_and_steps_as_the_default_adamw():
+    """The trainer's AdamW runs torch's fused kernel on CPU tensors; its steps equal those of the default
+    (multi-tensor) AdamW with the same groups, learning rate and weight decay."""
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(5, 4), nn.LayerNorm(4), nn.Linear(4, 3))
+    b = copy.deepcopy(a)
+    w0 = a[0].weight.detach().clone()
+    cfg = TrainConfig(optimizer="adamw", lr=0.01, weight_decay=0.05)
+    fused = build_optimizer(a, cfg)
+    assert fused.defaults["fused"] is True
+    ref = torch.optim.AdamW(param_groups(b), lr=0.01, weight_decay=0.05, foreach=False)
+    x = torch.randn(16, 5)
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, ref)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(a[0].weight, w0, atol=1e-3)  # the steps moved the parameters
+
+
+def test_adamw_falls_back_to_the_default_kernel_without_parameters_or_on_mixed_devices():
+    assert _fused_ok([{"params": [nn.Parameter(torch.zeros(2))]}])
+    assert not _fused_ok([{"params": []}])
+    assert not _fused_ok([{"params": [nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, device="meta"))]}])
