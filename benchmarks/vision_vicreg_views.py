@@ -42,8 +42,11 @@ arm, or read the per-seed lines):
 
 Every run uses one thread (the accuracies count steps, not seconds).
 
-``seeding [--pairs N]`` compares the random parameters (crop, flip, jitter, blur, solarisation) of ``N`` BYOL
-view pairs (default 20,000) drawn under the trainer's per-sample reseeding with those of a running generator,
+``kernels`` puts the same random crop, brightness, contrast and solarisation through torchvision's kernels
+on uint8 tensors (ours) and on PIL images (lightly's), for 3,000 training images, and reports how many
+pixels differ and by how much. ``seeding [--pairs N]`` compares the random parameters (crop, flip, jitter,
+blur, solarisation) of ``N`` BYOL view pairs (default 20,000) drawn under the trainer's per-sample
+reseeding with those of a running generator,
 parameter by parameter (Kolmogorov-Smirnov).
 
 ``ARM twosample [--pairs N]`` asks instead whether the views themselves differ: it draws ``N`` view pairs
@@ -345,7 +348,47 @@ def seeding(pairs: int = 20_000) -> list[tuple[str, float, float, float]]:
     return out
 
 
+def kernels(images: int = 3000) -> dict[str, tuple[float, float, int]]:
+    """The same random crop, brightness, contrast and solarisation through torchvision's kernels on uint8
+    tensors (our views) and on PIL images (lightly's), for ``images`` Fashion-MNIST training images: per
+    operation the share of pixels that differ, the mean difference (grey levels) and the largest."""
+    from ssl_vision.data.images import VisionDataConfig, load_data
+
+    train = load_data(VisionDataConfig(name="fashion_mnist")).train
+    g = torch.Generator().manual_seed(0)
+    diffs: dict[str, list[torch.Tensor]] = {"crop": [], "brightness": [], "contrast": [], "solarize": []}
+
+    def pil(x: torch.Tensor) -> Image.Image:
+        return Image.fromarray(x[0].numpy(), mode="L")
+
+    def diff(a: torch.Tensor, b: Image.Image) -> torch.Tensor:
+        return a.int() - torch.from_numpy(np.array(b))[None].int()
+
+    for _ in range(images):
+        x = train[int(torch.randint(len(train), (1,), generator=g))]
+        area = float(torch.empty(1).uniform_(0.2, 1.0, generator=g)) * 28 * 28
+        ratio = float(torch.exp(torch.empty(1).uniform_(np.log(3 / 4), np.log(4 / 3), generator=g)))
+        w, h = (min(28, max(1, round(v))) for v in ((area * ratio) ** 0.5, (area / ratio) ** 0.5))
+        i, j = (int(torch.randint(0, 28 - n + 1, (1,), generator=g)) for n in (h, w))
+        a = TF.resized_crop(x, i, j, h, w, [28, 28], antialias=True)
+        diffs["crop"].append(diff(a, TF.resized_crop(pil(x), i, j, h, w, [28, 28], antialias=True)))
+        fb, fc = (float(torch.empty(1).uniform_(0.6, 1.4, generator=g)) for _ in range(2))
+        diffs["brightness"].append(diff(TF.adjust_brightness(a, fb), TF.adjust_brightness(pil(a), fb)))
+        diffs["contrast"].append(diff(TF.adjust_contrast(a, fc), TF.adjust_contrast(pil(a), fc)))
+        diffs["solarize"].append(diff(TF.solarize(a, 128), TF.solarize(pil(a), 128)))
+    out = {}
+    for name, d in diffs.items():
+        d = torch.stack(d).float()
+        out[name] = (float((d != 0).float().mean()), float(d.mean()), int(d.abs().max()))
+    return out
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["kernels"]:
+        print("the same parameters through torchvision's tensor kernels and PIL's (uint8 grey levels):")
+        for name, (share, mean, worst) in kernels().items():
+            print(f"  {name:10s} pixels that differ {share:6.2%}, mean difference {mean:+.4f}, largest {worst}")
+        return
     if argv[:1] == ["seeding"]:
         n = int(argv[argv.index("--pairs") + 1]) if "--pairs" in argv else 20_000
         rows = seeding(n)

@@ -214,6 +214,10 @@ rows = vv.seeding(300)  # reseeded and running draws of the same parameters, one
 assert len(rows) == 21 and all(0 <= p <= 1 for *_, p in rows)
 crop = {name: (a, b) for name, a, b, _ in rows}["view 1 height"]
 assert all(5 <= v <= 28 for v in crop)  # crops of 0.2-1 of the 28-pixel image
+
+k = vv.kernels(20)  # the same parameters through tensor and PIL kernels: brightness and solarisation agree
+assert set(k) == {"crop", "brightness", "contrast", "solarize"}
+assert k["brightness"][2] == 0 and k["solarize"][2] == 0 and k["crop"][2] <= 2 and k["contrast"][2] <= 1
 print("arms ok")
 """
 
@@ -225,7 +229,8 @@ def test_vicreg_view_arms_each_change_one_thing():
     loop and lightly's BYOL model in our trainer (each with its momentum update), views without
     per-sample reseeding, and our trainer without channels-last (in a subprocess, so the patches stay out of
     this process); the two-sample test's statistics have their documented shape, and the seeding
-    comparison gives one p-value per random parameter of BYOL's pair."""
+    comparison gives one p-value per random parameter of BYOL's pair, and the kernels' comparison finds
+    brightness and solarisation equal and crops and contrast within two grey levels."""
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", CHECK_ARMS, str(BENCH)], capture_output=True, text=True, timeout=300)
