@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ssl_core.train import LARS, TrainConfig, build_optimizer, param_groups
-from ssl_core.train.optim import _fused_ok
+from ssl_core.train.optim import _fused_ok, match_state_layout
 
 
 def naive_lars_step(w, g, buf, lr, momentum, wd, eta, adapt):
@@ -92,3 +92,30 @@ def test_adamw_falls_back_to_the_default_kernel_without_parameters_or_on_mixed_d
     assert _fused_ok([{"params": [nn.Parameter(torch.zeros(2))]}])
     assert not _fused_ok([{"params": []}])
     assert not _fused_ok([{"params": [nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, device="meta"))]}])
+
+
+def test_reloaded_moments_take_their_parameters_layout_so_fused_adamw_continues_exactly():
+    """A checkpoint stores the moments of a channels-last weight contiguous; after ``match_state_layout``
+    the fused AdamW continues as if never interrupted (without it, torch 2.9's fused kernel moves the weight
+    up to 0.29 elsewhere)."""
+
+    def train(reload: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        p = nn.Parameter(torch.randn(8, 4, 3, 3).contiguous(memory_format=torch.channels_last))
+        opt = torch.optim.AdamW([p], lr=0.1, fused=True)
+        g = torch.Generator().manual_seed(1)
+        for i in range(3):
+            p.grad = torch.randn(8, 4, 3, 3, generator=g).contiguous(memory_format=torch.channels_last)
+            opt.step()
+            if i == 0 and reload != "none":
+                sd = opt.state_dict()
+                for st in sd["state"].values():  # as a safetensors round trip gives them back
+                    st["exp_avg"], st["exp_avg_sq"] = st["exp_avg"].contiguous(), st["exp_avg_sq"].contiguous()
+                opt.load_state_dict(sd)
+                if reload == "matched":
+                    match_state_layout(opt)
+                    assert all(v.stride() == p.stride() for k, v in opt.state[p].items() if k != "step")
+        return p.detach()
+
+    straight = train("none")
+    torch.testing.assert_close(train("matched"), straight, rtol=0, atol=0)

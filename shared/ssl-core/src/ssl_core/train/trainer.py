@@ -35,7 +35,7 @@ from ssl_core.train.checkpoint import (
 from ssl_core.train.config import TrainConfig
 from ssl_core.train.data import PretextDataset, SeededBatchSampler, to_device
 from ssl_core.train.logger import RunLogger
-from ssl_core.train.optim import build_optimizer
+from ssl_core.train.optim import build_optimizer, match_state_layout
 from ssl_core.train.schedules import cosine_schedule
 
 
@@ -230,6 +230,7 @@ class Trainer:
             )
         load_weights(self.method, path)
         optimizer.load_state_dict(optimizer_state_from_flat(ckpt.tensors, st["optimizer"]))
+        match_state_layout(optimizer)
         if st.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(st["scaler"])
         self.total_steps, self.budget_fitted = st["total_steps"], st["budget_fitted"]
