@@ -336,8 +336,9 @@ def seeding(pairs: int = 20_000) -> list[tuple[str, float, float, float]]:
             rows.append(row)
         return np.array(rows)  # (pairs, 2, len(names))
 
-    torch.manual_seed(1)
-    a, b = draw(True), draw(False)
+    torch.manual_seed(1)  # the running generator's start
+    b = draw(False)
+    a = draw(True)
     out = []
     for v in range(2):
         for k, name in enumerate(names):
@@ -352,7 +353,10 @@ def kernels(images: int = 3000) -> dict[str, tuple[float, float, int]]:
     """The same random crop, brightness, contrast and solarisation through torchvision's kernels on uint8
     tensors (our views) and on PIL images (lightly's), for ``images`` Fashion-MNIST training images: per
     operation the share of pixels that differ, the mean difference (grey levels) and the largest."""
+    from torchvision.transforms import RandomResizedCrop
+
     from ssl_vision.data.images import VisionDataConfig, load_data
+    from ssl_vision.transforms.views import ViewConfig
 
     train = load_data(VisionDataConfig(name="fashion_mnist")).train
     g = torch.Generator().manual_seed(0)
@@ -364,12 +368,12 @@ def kernels(images: int = 3000) -> dict[str, tuple[float, float, int]]:
     def diff(a: torch.Tensor, b: Image.Image) -> torch.Tensor:
         return a.int() - torch.from_numpy(np.array(b))[None].int()
 
+    view = ViewConfig()
     for _ in range(images):
         x = train[int(torch.randint(len(train), (1,), generator=g))]
-        area = float(torch.empty(1).uniform_(0.2, 1.0, generator=g)) * 28 * 28
-        ratio = float(torch.exp(torch.empty(1).uniform_(np.log(3 / 4), np.log(4 / 3), generator=g)))
-        w, h = (min(28, max(1, round(v))) for v in ((area * ratio) ** 0.5, (area / ratio) ** 0.5))
-        i, j = (int(torch.randint(0, 28 - n + 1, (1,), generator=g)) for n in (h, w))
+        with torch.random.fork_rng(devices=[]):  # torchvision's crop sampler draws from the global generator
+            torch.manual_seed(int(torch.randint(2**31, (1,), generator=g)))
+            i, j, h, w = RandomResizedCrop.get_params(x, view.crop_scale, view.crop_ratio)
         a = TF.resized_crop(x, i, j, h, w, [28, 28], antialias=True)
         diffs["crop"].append(diff(a, TF.resized_crop(pil(x), i, j, h, w, [28, 28], antialias=True)))
         fb, fc = (float(torch.empty(1).uniform_(0.6, 1.4, generator=g)) for _ in range(2))

@@ -122,6 +122,10 @@ def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
     (torch 2.9) pairs the elements of parameter, gradient and moments by memory position and silently
     mixes them up: after one such reload its steps moved a weight by up to 0.29 away from the unfused
     AdamW's. Called after ``optimizer.load_state_dict``.
+
+    Args:
+        optimizer: an optimizer whose state was just loaded; its state tensors of a parameter's shape are
+            replaced, in place, by copies with that parameter's strides (values unchanged).
     """
     for group in optimizer.param_groups:
         for p in group["params"]:
