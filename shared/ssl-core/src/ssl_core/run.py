@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.profiler import record_function
 
 from ssl_core import distributed as D
 from ssl_core.config import RunConfig, base_config, load_config, merge, read_recipe_key, save_config, to_run_config
@@ -75,7 +76,8 @@ def find_latest_run(key: str, root: Path = RUNS_ROOT) -> Path | None:
 
 
 def _load_data(modality: Modality, cfg: RunConfig) -> DataBundle:
-    data = modality.load_data(cfg.data)
+    with record_function("run/load_data"):
+        data = modality.load_data(cfg.data)
     _say(f"data: {data.description}")
     return data
 
@@ -201,12 +203,16 @@ def _probe(
     method.eval()
     untrained.eval()
     try:
-        table = probe_table(bundle, {"pretrained": method.embed, "random_init": untrained.embed}, cfg.probe, device)
+        embedders = {"pretrained": method.embed, "random_init": untrained.embed}
+        embeddings: dict = {}
+        table = probe_table(bundle, embedders, cfg.probe, device, embeddings)
         if len(bundle.probe_test.labels) >= 3:  # t-SNE of the pretrained test embeddings, a few seconds
             out = run_dir / "plots" / EMBEDDINGS_PLOT
-            plot_test_embeddings(
-                method.embed, bundle.probe_test, out, 2000, cfg.probe.seed, device, bundle.collate_fn, cfg.recipe
-            )
+            with record_function("probe/tsne"):
+                plot_test_embeddings(
+                    method.embed, bundle.probe_test, out, 2000, cfg.probe.seed, device, bundle.collate_fn,
+                    cfg.recipe, embeddings=embeddings["pretrained"][1],
+                )  # fmt: skip
         return table
     finally:
         method.train()
