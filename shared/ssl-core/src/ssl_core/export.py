@@ -20,6 +20,7 @@ from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from ssl_core.errors import CheckpointError
+from ssl_core.io import atomic_write
 from ssl_core.registry import get_modality
 from ssl_core.train.checkpoint import latest_checkpoint
 
@@ -77,11 +78,9 @@ def export_backbone(
         "source": {"run": str(run_dir), "checkpoint": ckpt.name, "step": int(ckpt.name.split("_")[-1])},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_w, tmp_c = out_dir / (WEIGHTS + ".tmp"), out_dir / (CONFIG + ".tmp")
-    save_model(backbone, str(tmp_w))
-    tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp_w, out_dir / WEIGHTS)
-    os.replace(tmp_c, out_dir / CONFIG)
+    with atomic_write(out_dir / WEIGHTS) as tmp_w, atomic_write(out_dir / CONFIG) as tmp_c:
+        save_model(backbone, str(tmp_w))
+        tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
     if modality.export_extra is not None:
         modality.export_extra(backbone.eval(), cfg, out_dir)
     return out_dir

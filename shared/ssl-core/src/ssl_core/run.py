@@ -33,6 +33,7 @@ from ssl_core.data import DataBundle
 from ssl_core.errors import CheckpointError, ConfigError
 from ssl_core.eval.embed import format_table, probe_table
 from ssl_core.eval.plots import EMBEDDINGS_PLOT, plot_test_embeddings
+from ssl_core.io import atomic_write
 from ssl_core.method import Method
 from ssl_core.modality import Modality, Recipe
 from ssl_core.registry import resolve
@@ -50,9 +51,8 @@ def _say(msg: str) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def build_method(recipe: Recipe, cfg: RunConfig, data: DataBundle) -> Method:

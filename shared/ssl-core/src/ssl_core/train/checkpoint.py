@@ -6,8 +6,9 @@ A checkpoint is a folder ``checkpoints/step_<N>/`` holding
 - ``trainer.safetensors``: optimizer tensors and random-generator states;
 - ``trainer.json``: step, epoch, planned schedule length, data order, optimizer hyper-parameters.
 
-The folder is written under a temporary name and renamed into place, which is atomic on POSIX file
-systems, so a run killed while saving leaves the previous checkpoint as the latest complete one.
+The folder is written under a temporary name and renamed into place (:func:`ssl_core.io.atomic_write`),
+which is atomic on POSIX file systems, so a run killed while saving leaves the previous checkpoint as the
+latest complete one.
 Nothing is unpickled when loading.
 """
 
@@ -26,9 +27,9 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from ssl_core.errors import CheckpointError
+from ssl_core.io import TMP_PREFIX, atomic_write
 
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
-TMP_PREFIX = ".tmp-"
 
 
 @dataclass
@@ -42,14 +43,6 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return int(self.state["step"])
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
@@ -95,15 +88,11 @@ def save_checkpoint(
         return final
     for stale in ckpt_dir.glob(TMP_PREFIX + "*"):  # left by a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = ckpt_dir / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
-    tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "trainer.safetensors"))
-    (tmp / "trainer.json").write_text(json.dumps({**state, "step": step}, indent=1))
-    for f in tmp.iterdir():
-        _fsync(f)
-    os.replace(tmp, final)
-    _fsync(ckpt_dir)
+    with atomic_write(final) as tmp:
+        tmp.mkdir()
+        save_model(model, str(tmp / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "trainer.safetensors"))
+        (tmp / "trainer.json").write_text(json.dumps({**state, "step": step}, indent=1))
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
