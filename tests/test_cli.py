@@ -14,7 +14,7 @@ import torch
 import ssl_core
 from helpers import TINY, run_selfsup
 from ssl_core.run import build_method, open_run
-from ssl_core.train import latest_checkpoint, load_weights
+from ssl_core.train import latest_checkpoint, list_checkpoints, load_weights
 
 
 def test_console_script_is_installed():
@@ -135,3 +135,29 @@ def test_errors_are_one_line(tmp_path):
     _one_line_error(
         run_selfsup("pretrain", "vision/simclr", "--resume", "--out", str(tmp_path / "empty")), "no checkpoint"
     )
+
+
+def test_a_damaged_checkpoint_is_named_with_the_previous_one(tmp_path):
+    """eval, export and --resume on a run whose latest model.safetensors was cut short (a full disk, a
+    killed copy): one line naming it, saying it is damaged, and how to use the previous checkpoint."""
+    run = tmp_path / "run"
+    common = ["--max-steps", "2", *TINY, "train.checkpoint_every=1", "probe.enabled=false"]
+    run_selfsup("pretrain", "vision/simclr", "--out", str(run), *common, check=True)
+    previous, latest = list_checkpoints(run / "checkpoints")
+    model = latest / "model.safetensors"
+    with open(model, "r+b") as f:
+        f.truncate(model.stat().st_size // 2)
+    damaged = f"checkpoint {latest} is damaged: model.safetensors is truncated"
+    intact = f"the previous checkpoint {previous} is intact"
+    out = tmp_path / "export"
+    for args, fix in [
+        (("eval", str(run)), f"evaluate it with `selfsup eval {run} --checkpoint {previous}`"),
+        (("export", str(run), str(out)), f"export it with `selfsup export {run} {out} --checkpoint {previous}`"),
+        (
+            ("pretrain", "vision/simclr", "--out", str(run), "--resume"),
+            f"move {latest.name} out of {latest.parent} and resume again to continue from {previous}",
+        ),
+    ]:
+        _one_line_error(run_selfsup(*args), damaged, intact, fix)
+    run_selfsup("export", str(run), str(out), "--checkpoint", str(previous), check=True)
+    assert ssl_core.load_backbone(out) is not None

@@ -37,7 +37,7 @@ from ssl_core.io import atomic_write
 from ssl_core.method import Method
 from ssl_core.modality import Modality, Recipe
 from ssl_core.registry import resolve
-from ssl_core.train.checkpoint import latest_checkpoint, load_weights
+from ssl_core.train.checkpoint import check_checkpoint, latest_checkpoint, load_weights
 from ssl_core.train.trainer import Trainer, TrainResult, seed_everything
 
 RUNS_ROOT = Path("runs")
@@ -247,12 +247,14 @@ def evaluate(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to evaluate")
+    fix = f"evaluate it with `selfsup eval {run_dir} --checkpoint {{previous}}`"
+    check_checkpoint(ckpt, ("model.safetensors",), fix=fix)  # before the data loads: fail in a second
     bundle = _load_data(modality, cfg)
     if bundle.probe_train is None:
         raise ConfigError("the run's data has no labels to probe with")
     device = D.init_distributed(cfg.train.device).device
     method = build_method(recipe, cfg, bundle)
-    load_weights(method, ckpt)
+    load_weights(method, ckpt, fix=fix)
     _say(f"checkpoint: {ckpt}")
     table = _probe(recipe, cfg, bundle, method.to(device), device, run_dir)
     _write_json(run_dir / METRICS_FILE, table)
