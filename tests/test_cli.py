@@ -161,3 +161,12 @@ def test_a_damaged_checkpoint_is_named_with_the_previous_one(tmp_path):
         _one_line_error(run_selfsup(*args), damaged, intact, fix)
     run_selfsup("export", str(run), str(out), "--checkpoint", str(previous), check=True)
     assert ssl_core.load_backbone(out) is not None
+
+
+def test_all_nan_images_are_refused_before_training(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "nan.npy", np.full((64, 28, 28), np.nan, np.float32))
+    proc = run_selfsup("pretrain", "vision/simclr", "--data", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "r"))
+    _one_line_error(proc, f"{tmp_path / 'nan.npy'} holds 50,176 non-finite values (50,176 NaN, 0 infinite)")
+    assert not (tmp_path / "r" / "checkpoints").exists()

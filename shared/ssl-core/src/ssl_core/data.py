@@ -1,4 +1,5 @@
-"""Data as the core sees it: raw samples to pretrain on, labelled splits to probe with."""
+"""Data as the core sees it: raw samples to pretrain on, labelled splits to probe with, and the checks
+and splits every modality's loaders share."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from ssl_core.errors import DataError
 
 
 @dataclass
@@ -70,4 +74,34 @@ class DataBundle:
     raw_features: Callable[[Any], torch.Tensor] | None = flatten_features
     extra_probes: Mapping[str, Callable[[str, Callable[[Any], torch.Tensor], Any], float | None]] = field(
         default_factory=dict
+    )
+
+
+def check_finite(values: torch.Tensor | np.ndarray, source: str) -> None:
+    """Refuse numeric inputs holding NaN or infinity, which would otherwise train to NaN (or to nothing) in
+    silence. Integer arrays pass without a look.
+
+    Every loader that reads numbers from a user's file calls it (vision: ``.npy`` and IDX images; graph:
+    node features and edge attributes of TU folders and PyG files).
+
+    Args:
+        values: the numbers read, a tensor or a NumPy array of any shape.
+        source: where they come from, as the user knows it (the file), e.g. ``"data/images.npy"``.
+
+    Raises:
+        DataError: ``"<source> holds <n> non-finite values (<a> NaN, <b> infinite) of <total>; ..."``.
+    """
+    if isinstance(values, torch.Tensor):
+        if not (values.is_floating_point() or values.is_complex()) or bool(torch.isfinite(values).all()):
+            return
+        n_nan, n_bad = int(torch.isnan(values).sum()), int((~torch.isfinite(values)).sum())
+    else:
+        values = np.asarray(values)
+        if not np.issubdtype(values.dtype, np.inexact) or bool(np.isfinite(values).all()):
+            return
+        n_nan, n_bad = int(np.isnan(values).sum()), int((~np.isfinite(values)).sum())
+    raise DataError(
+        f"{source} holds {n_bad:,} non-finite values ({n_nan:,} NaN, {n_bad - n_nan:,} infinite) of "
+        f"{values.size if isinstance(values, np.ndarray) else values.numel():,}; replace or drop them "
+        "(e.g. numpy.nan_to_num, or remove those samples) and load again"
     )

@@ -18,7 +18,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import global_add_pool
 
-from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.data import DataBundle, LabeledSplit, check_finite
 from ssl_core.errors import ConfigError, DataError
 from ssl_graph.data import evolving, sources
 from ssl_graph.data.neighborhood import EgoGraphs, NeighborhoodSampler
@@ -134,7 +134,8 @@ def check_graphs(graphs: list[Data], source: str) -> list[Data]:
     Handling: graphs without any node features get one-hot degrees (capped at 32) with a note; float
     features are cast to float32; graphs without edges are kept (message passing then sees each node
     alone). Refused: no graphs, a graph without nodes, node features on some graphs but not others,
-    node feature or edge attribute widths that differ between graphs, edges that point past the nodes.
+    node feature or edge attribute widths that differ between graphs, edges that point past the nodes,
+    node features or edge attributes that are NaN or infinite.
     """
     if not graphs:
         raise DataError(f"{source} holds no graphs")
@@ -181,6 +182,9 @@ def check_graphs(graphs: list[Data], source: str) -> list[Data]:
         if g.get("edge_slot") is not None:  # evolving graphs (ssl_graph.data.evolving): the time slot of each edge
             h.edge_slot = g.edge_slot.view(-1).long()
         out.append(h)
+    check_finite(torch.cat([h.x for h in out]), f"{source} (node features)")
+    if edge_width:
+        check_finite(torch.cat([h.edge_attr for h in out]), f"{source} (edge attributes)")
     return out
 
 
