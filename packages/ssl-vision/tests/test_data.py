@@ -126,3 +126,11 @@ def test_non_finite_npy_images_are_refused_with_the_file_and_the_count(tmp_path)
     np.save(tmp_path / "f" / "test_labels.npy", np.arange(10) % 2)
     with pytest.raises(DataError, match=r"test_images.npy holds 2 non-finite values \(0 NaN, 2 infinite\)"):
         load_data(VisionDataConfig(path=str(tmp_path / "f")))
+
+
+def test_a_class_of_two_images_keeps_one_for_training(tmp_path):
+    """The split is ssl_core.data.stratified_split: with test_fraction 0.8, 2 images of a class used to both go
+    to the test set, leaving the probes nothing of that class to learn from."""
+    make_folder(tmp_path, per_class=2)
+    b = load_data(VisionDataConfig(path=str(tmp_path), image_size=16, test_fraction=0.8))
+    assert sorted(b.probe_train.labels.tolist()) == sorted(b.probe_test.labels.tolist()) == [0, 1]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ssl_core.data import stratified_split
+
 DEFAULT_L2 = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
@@ -69,7 +71,8 @@ def linear_probe(
 ) -> LinearProbeResult:
     """Logistic regression on standardised frozen features, its L2 strength chosen on held-out data.
 
-    A stratified ``val_fraction`` of the training set is held out; each strength of ``l2_grid`` is fitted
+    A stratified ``val_fraction`` of the training set is held out (:func:`ssl_core.data.stratified_split`:
+    every class of at least 2 samples has one in each part); each strength of ``l2_grid`` is fitted
     on the rest (strongest first, each warm-started from the previous) and scored on the held-out part;
     the best is refitted on the whole training set and scored on the test set. This is the protocol of
     the linear evaluations of SimCLR and DINO, with full-batch L-BFGS (fast at these sizes) instead of SGD.
@@ -101,14 +104,10 @@ def linear_probe(
     y, yt = train_y.long(), test_y.long()
     num_classes = int(max(y.max(), yt.max())) + 1
 
-    g = torch.Generator().manual_seed(seed)
     val_mask = torch.zeros(len(y), dtype=torch.bool)
-    for c in y.unique():
-        idx = (y == c).nonzero().squeeze(1)
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        val_mask[idx[: int(round(len(idx) * val_fraction))]] = True
-    if val_mask.all() or not val_mask.any():
-        raise ValueError("too few training samples to hold out a validation part")
+    val_mask[stratified_split(y, val_fraction, seed)[1]] = True
+    if not val_mask.any():
+        raise ValueError("too few training samples to hold out a validation part: every class has a single sample")
 
     scores, w = {}, None
     best_l2, best_w, best = None, None, -1.0
