@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ssl_core.eval._checks import check_embeddings
+
 CLASSIFIERS = ("svm", "prototype")
 
 
@@ -173,12 +175,7 @@ def few_shot_accuracy(
     Shapes:
         - train_emb: ``(N, D)``, train_y: ``(N,)``, test_emb: ``(M, D)``, test_y: ``(M,)``
     """
-    if train_emb.ndim != 2 or test_emb.ndim != 2 or train_emb.shape[1] != test_emb.shape[1]:
-        raise ValueError(
-            f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}"
-        )
-    if len(train_emb) != len(train_y) or len(test_emb) != len(test_y):
-        raise ValueError("need one label per embedding")
+    check_embeddings(train_emb, test_emb, train_y, test_y)
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {classifier!r}")
     if episodes < 2:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.data import stratified_split
+from ssl_core.eval._checks import check_embeddings
 
 DEFAULT_L2 = (1e-1, 1e-2, 1e-3, 1e-4)
 
@@ -90,12 +91,7 @@ def linear_probe(
     Shapes:
         - train_emb: ``(N, D)``, train_y: ``(N,)``, test_emb: ``(M, D)``, test_y: ``(M,)``
     """
-    if train_emb.ndim != 2 or test_emb.ndim != 2 or train_emb.shape[1] != test_emb.shape[1]:
-        raise ValueError(
-            f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}"
-        )
-    if len(train_emb) != len(train_y) or len(test_emb) != len(test_y):
-        raise ValueError("need one label per embedding")
+    check_embeddings(train_emb, test_emb, train_y, test_y)
     if not 0 < val_fraction < 1 or not l2_grid:
         raise ValueError("val_fraction must lie in (0, 1) and l2_grid must not be empty")
     x, xt = train_emb.double(), test_emb.double()
