@@ -128,6 +128,8 @@ def test_check_checkpoint_names_the_damage_and_the_previous_intact_checkpoint(tm
     with pytest.raises(CheckpointError, match="the run has no earlier intact checkpoint$"):
         check_checkpoint(third)
     check_checkpoint(third, files=("trainer.json",))  # only the files asked for
+    with pytest.raises(CheckpointError, match="^checkpoint .*step_00000009 not found$"):
+        load_weights(model, tmp_path / "step_00000009")
 
 
 @pytest.mark.parametrize(
@@ -198,6 +200,14 @@ def test_every_entry_point_names_a_damaged_checkpoint_and_the_previous_one(toy_r
     with pytest.raises(CheckpointError) as e:
         pretrain("toy/tiny", out=toy_run, resume=True)
     fix = f"move {latest.name} out of {ckpts} and resume again to continue from {previous}"
+    assert re.fullmatch(damaged + re.escape(intact + fix), str(e.value))
+    from ssl_core.distributed import DistInfo
+    from ssl_core.testing import ToyMethod, toy_dataset
+    from ssl_core.train import TrainConfig, Trainer
+
+    trainer = Trainer(ToyMethod(), toy_dataset(), TrainConfig(batch_size=16, progress=False), toy_run, DistInfo())
+    with pytest.raises(CheckpointError) as e:  # the library path to resuming says the same
+        trainer.fit(resume=True)
     assert re.fullmatch(damaged + re.escape(intact + fix), str(e.value))
     shutil.move(latest, tmp_path / "set-aside")  # doing what the message says
     pretrain("toy/tiny", out=toy_run, resume=True)

@@ -37,7 +37,7 @@ from ssl_core.io import atomic_write
 from ssl_core.method import Method
 from ssl_core.modality import Modality, Recipe
 from ssl_core.registry import resolve
-from ssl_core.train.checkpoint import check_checkpoint, latest_checkpoint, load_weights
+from ssl_core.train.checkpoint import check_checkpoint, latest_checkpoint, load_weights, resume_fix
 from ssl_core.train.trainer import Trainer, TrainResult, seed_everything
 
 RUNS_ROOT = Path("runs")
@@ -120,8 +120,10 @@ def pretrain(
         run_dir = Path(out) if out is not None else find_latest_run(key, Path(runs_root))
         if run_dir is None:
             raise CheckpointError(f"no run of {key} with a checkpoint under {runs_root}/; pass --out RUN_FOLDER")
-        if latest_checkpoint(run_dir / "checkpoints") is None:
+        latest = latest_checkpoint(run_dir / "checkpoints")
+        if latest is None:
             raise CheckpointError(f"{run_dir} has no checkpoint to resume from")
+        check_checkpoint(latest, fix=resume_fix(latest))  # before the data loads (the trainer checks it again)
         if read_recipe_key(run_dir) != key:
             raise ConfigError(f"{run_dir} is a run of {read_recipe_key(run_dir)}, not {key}")
         cfg_tree = load_config(run_dir, modality, recipe)

@@ -187,14 +187,22 @@ def check_checkpoint(
         ``path``.
 
     Raises:
-        CheckpointError: naming the folder, the damaged file and why; for a ``step_<N>`` folder also the most
-        recent earlier checkpoint of the run that is intact, or that there is none.
+        CheckpointError: when the folder does not exist; or naming the folder, the damaged file and why, and
+        for a ``step_<N>`` folder also the most recent earlier checkpoint of the run that is intact, or that
+        there is none.
     """
     path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{kind} {path} not found")
     for name in files:
         if (reason := _file_damage(path / name)) is not None:
             raise _damaged(path, name, reason, kind, fix)
     return path
+
+
+def resume_fix(path: Path) -> str:
+    """The ``fix`` of :func:`check_checkpoint` when resuming from the damaged checkpoint ``path``."""
+    return f"move {path.name} out of {path.parent} and resume again to continue from {{previous}}"
 
 
 def load_checkpoint(path: str | os.PathLike, fix: str | None = None) -> Checkpoint:
@@ -209,7 +217,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True,
     """Load ``model.safetensors`` of a checkpoint folder (or a ``.safetensors`` file) into ``model``, after
     :func:`check_checkpoint` (``fix``: see there)."""
     path = Path(path)
-    folder, name = (path, "model.safetensors") if path.is_dir() else (path.parent, path.name)
+    folder, name = (path.parent, path.name) if path.suffix == ".safetensors" else (path, "model.safetensors")
     check_checkpoint(folder, (name,), fix=fix)
     try:
         load_model(model, str(folder / name), strict=strict)

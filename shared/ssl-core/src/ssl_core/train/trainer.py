@@ -31,6 +31,7 @@ from ssl_core.train.checkpoint import (
     load_weights,
     optimizer_state_from_flat,
     optimizer_state_to_flat,
+    resume_fix,
     save_checkpoint,
 )
 from ssl_core.train.config import TrainConfig
@@ -221,7 +222,7 @@ class Trainer:
         path = latest_checkpoint(self.ckpt_dir) if source is True else Path(source)
         if path is None:
             raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
-        fix = f"move {path.name} out of {path.parent} and resume again to continue from {{previous}}"
+        fix = resume_fix(path)
         check_checkpoint(path, fix=fix)
         ckpt = load_checkpoint(path, fix=fix)
         st = ckpt.state
