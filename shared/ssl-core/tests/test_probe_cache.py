@@ -70,7 +70,7 @@ def test_cache_location_and_damaged_entries(monkeypatch, tmp_path):
     cache = ProbeCache(tmp_path / "p")
     assert cache.get("k") is None
     cache.put("k", {"knn_top1": 0.5})
-    assert cache.get("k") == {"knn_top1": 0.5} and not list((tmp_path / "p").glob("*.tmp"))
+    assert cache.get("k") == {"knn_top1": 0.5} and not list((tmp_path / "p").glob(".tmp-*"))
     (tmp_path / "p" / "k.json").write_text("{trunc")
     assert cache.get("k") is None  # a damaged entry is recomputed
     blocked = ProbeCache(tmp_path / "file")

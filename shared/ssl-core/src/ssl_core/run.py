@@ -34,10 +34,11 @@ from ssl_core.data import DataBundle
 from ssl_core.errors import CheckpointError, ConfigError
 from ssl_core.eval.embed import format_table, probe_table
 from ssl_core.eval.plots import EMBEDDINGS_PLOT, plot_test_embeddings
+from ssl_core.io import atomic_write
 from ssl_core.method import Method
 from ssl_core.modality import Modality, Recipe
 from ssl_core.registry import resolve
-from ssl_core.train.checkpoint import latest_checkpoint, load_weights
+from ssl_core.train.checkpoint import check_checkpoint, latest_checkpoint, load_weights, resume_fix
 from ssl_core.train.trainer import Trainer, TrainResult, seed_everything
 
 RUNS_ROOT = Path("runs")
@@ -51,9 +52,8 @@ def _say(msg: str) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def build_method(recipe: Recipe, cfg: RunConfig, data: DataBundle) -> Method:
@@ -122,8 +122,10 @@ def pretrain(
         run_dir = Path(out) if out is not None else find_latest_run(key, Path(runs_root))
         if run_dir is None:
             raise CheckpointError(f"no run of {key} with a checkpoint under {runs_root}/; pass --out RUN_FOLDER")
-        if latest_checkpoint(run_dir / "checkpoints") is None:
+        latest = latest_checkpoint(run_dir / "checkpoints")
+        if latest is None:
             raise CheckpointError(f"{run_dir} has no checkpoint to resume from")
+        check_checkpoint(latest, fix=resume_fix(latest))  # before the data loads (the trainer checks it again)
         if read_recipe_key(run_dir) != key:
             raise ConfigError(f"{run_dir} is a run of {read_recipe_key(run_dir)}, not {key}")
         cfg_tree = load_config(run_dir, modality, recipe)
@@ -253,12 +255,14 @@ def evaluate(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to evaluate")
+    fix = f"evaluate it with `selfsup eval {run_dir} --checkpoint {{previous}}`"
+    check_checkpoint(ckpt, ("model.safetensors",), fix=fix)  # before the data loads: fail in a second
     bundle = _load_data(modality, cfg)
     if bundle.probe_train is None:
         raise ConfigError("the run's data has no labels to probe with")
     device = D.init_distributed(cfg.train.device).device
     method = build_method(recipe, cfg, bundle)
-    load_weights(method, ckpt)
+    load_weights(method, ckpt, fix=fix)
     _say(f"checkpoint: {ckpt}")
     table = _probe(recipe, cfg, bundle, method.to(device), device, run_dir)
     _write_json(run_dir / METRICS_FILE, table)

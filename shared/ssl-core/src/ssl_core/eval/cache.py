@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ssl_core.eval import crossval, knn, linear
+from ssl_core.io import atomic_write
 
 CACHE_ENV = "SELFSUP_CACHE_DIR"
 
@@ -86,8 +87,7 @@ class ProbeCache:
         """Store ``scores`` under ``key``; a cache that cannot be written is skipped silently."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / f"{key}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(dict(scores)))
-            os.replace(tmp, self.root / f"{key}.json")
+            with atomic_write(self.root / f"{key}.json", fsync=False) as tmp:
+                tmp.write_text(json.dumps(dict(scores)))
         except OSError:
             pass

@@ -12,7 +12,7 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.data import DataBundle, LabeledSplit, class_permutations
 from ssl_core.eval.cache import ProbeCache, probe_key
 from ssl_core.eval.config import ProbeConfig
 from ssl_core.eval.crossval import cross_val_accuracy
@@ -44,22 +44,24 @@ def embed_inputs(
 
 def stratified_subset(split: LabeledSplit, size: int | None, seed: int = 0) -> LabeledSplit:
     """A class-stratified random subset of ``size`` samples (the whole split when ``size`` is ``None``
-    or not smaller than it)."""
+    or not smaller than it).
+
+    Unlike :func:`ssl_core.data.stratified_split`, which holds out a share of every class, this keeps a fixed
+    total: each class gets its share of ``size`` rounded down, and the remainder goes to the classes with
+    the largest fractional parts (so a class can get no sample at all). The samples of each class are the
+    first of :func:`ssl_core.data.class_permutations`.
+    """
     n = len(split.labels)
     if size is None or size >= n:
         return split
-    g = torch.Generator().manual_seed(seed)
     labels = split.labels.long()
-    picked = []
-    classes, counts = labels.unique(return_counts=True)
+    counts = labels.unique(return_counts=True)[1]
     quota = (counts.double() * size / n).floor().long()
     # hand the rounding remainder to the classes with the largest fractional parts
     rest = size - int(quota.sum())
     frac = counts.double() * size / n - quota
     quota[frac.argsort(descending=True)[:rest]] += 1
-    for c, q in zip(classes, quota, strict=True):
-        idx = (labels == c).nonzero().squeeze(1)
-        picked.append(idx[torch.randperm(len(idx), generator=g)[: int(q)]])
+    picked = [idx[: int(q)] for idx, q in zip(class_permutations(labels, seed), quota, strict=True)]
     keep = torch.cat(picked).sort().values
     return LabeledSplit(Subset(split.inputs, keep.tolist()), labels[keep], split.class_names)
 

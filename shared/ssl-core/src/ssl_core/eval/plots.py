@@ -11,6 +11,7 @@ import torch
 
 from ssl_core.data import LabeledSplit
 from ssl_core.eval.embed import embed_inputs, stratified_subset
+from ssl_core.io import atomic_write
 from ssl_core.threads import num_threads
 
 EMBEDDINGS_PLOT = "embeddings.png"
@@ -77,10 +78,11 @@ def plot_embedding_map(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path, fsync=False) as tmp:  # a plot is redrawn by `selfsup eval`; no need to flush
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return path
 
 

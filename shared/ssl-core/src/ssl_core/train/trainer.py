@@ -26,11 +26,13 @@ from ssl_core import distributed as D
 from ssl_core.errors import CheckpointError, DataError, SelfsupError
 from ssl_core.method import Method
 from ssl_core.train.checkpoint import (
+    check_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     load_weights,
     optimizer_state_from_flat,
     optimizer_state_to_flat,
+    resume_fix,
     save_checkpoint,
 )
 from ssl_core.train.config import TrainConfig
@@ -221,7 +223,9 @@ class Trainer:
         path = latest_checkpoint(self.ckpt_dir) if source is True else Path(source)
         if path is None:
             raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
-        ckpt = load_checkpoint(path)
+        fix = resume_fix(path)
+        check_checkpoint(path, fix=fix)
+        ckpt = load_checkpoint(path, fix=fix)
         st = ckpt.state
         if st["num_samples"] != len(self.dataset) or st["steps_per_epoch"] != self.steps_per_epoch:
             raise CheckpointError(
@@ -229,7 +233,7 @@ class Trainer:
                 f"but this run has {len(self.dataset)} and {self.steps_per_epoch}: the data or batch size changed; "
                 "resume with the same settings or start a new run"
             )
-        load_weights(self.method, path)
+        load_weights(self.method, path, fix=fix)
         optimizer.load_state_dict(optimizer_state_from_flat(ckpt.tensors, st["optimizer"]))
         match_state_layout(optimizer)
         if st.get("scaler") and scaler.is_enabled():
