@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_core.testing import fit_fixed_batch, pretext_batch
+from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch
 from ssl_core.train.checkpoint import load_weights, save_checkpoint
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.nnclr import nearest_neighbour
@@ -40,9 +40,12 @@ STEP_VALUES = {"ema_momentum": 0.9, "lr": 1e-3, "weight_decay": 0.0}
 
 
 def tiny(name, **kw):
+    """The recipe's method with its tiny settings, handed step 0 of a 10-step run."""
     recipe = modality.recipes[name]
     torch.manual_seed(0)
-    return recipe.method(dataclasses.replace(recipe.config, **{**TINY[name], **kw}), INFO)
+    m = recipe.method(dataclasses.replace(recipe.config, **{**TINY[name], **kw}), INFO)
+    begin_step(m)
+    return m
 
 
 def make_batch(method, n=8, seed=0):
@@ -67,12 +70,11 @@ def test_forward_backward_embed_and_checkpoint(name, tmp_path):
     # teachers and momentum encoders are never trained by gradient
     assert all(not p.requires_grad for k, p in m.named_parameters() if k.split(".")[0] in ("key_encoder", "target",
                "teacher", "momentum_encoder"))  # fmt: skip
-    m.schedules(10, 5)
     m.after_optimizer_step(0, STEP_VALUES)
     x = torch.randn(3, 1, 16, 16)
     m.eval()
     assert m.embed(x).shape == (3, m.backbone_spec().embed_dim)
-    # the whole state (teachers, queues, centres, step counters) survives a checkpoint
+    # the whole state (teachers, queues, centres) survives a checkpoint
     path = save_checkpoint(tmp_path, 1, m, {}, {})
     other = tiny(name)
     load_weights(other, path)
@@ -162,11 +164,11 @@ def test_swav_prototypes_on_the_sphere_frozen_at_first_and_queue_joins_when_full
     out.loss.backward()
     torch.testing.assert_close(m.prototypes.weight.norm(dim=1), torch.ones(10))
     assert m.prototypes.weight.grad is None and out.logs["queue"] == 0.0  # frozen; queue not started
-    m.after_optimizer_step(0, STEP_VALUES)
+    begin_step(m, 1)
     assert m(batch).logs["queue"] == 0.0 and len(m.queues[0]) == 8  # queueing from step 1, not yet full
-    m.after_optimizer_step(1, STEP_VALUES)
+    begin_step(m, 2)
     m(batch)  # fills the queue
-    m.after_optimizer_step(2, STEP_VALUES)
+    begin_step(m, 3)
     out = m(batch)
     assert out.logs["queue"] == 1.0
     out.loss.backward()
@@ -184,10 +186,19 @@ def test_dino_last_layer_frozen_at_first_teacher_sees_global_crops_and_schedule(
     assert seen == [(16, 1, 16, 16)]  # 2 global crops of 8 images, no local crop
     out.loss.backward()
     assert m.head.last_weight.grad is None and m.head.mlp[0].weight.grad is not None
-    m.after_optimizer_step(0, STEP_VALUES)
+    assert out.logs["teacher_temp"] == pytest.approx(temps[0])
+    m.zero_grad()
+    begin_step(m, 1)
     out = m(batch)
     out.loss.backward()
     assert m.head.last_weight.grad is not None and out.logs["teacher_temp"] == pytest.approx(temps[1])
+
+
+def test_a_method_that_reads_the_step_says_so_when_none_was_given():
+    recipe = modality.recipes["dino"]
+    m = recipe.method(dataclasses.replace(recipe.config, **TINY["dino"]), INFO)
+    with pytest.raises(RuntimeError, match="begin_step"):
+        m(make_batch(m))
 
 
 @pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
@@ -294,3 +305,45 @@ def test_backbone_rebuilds_from_its_export_spec(name):
     x = torch.randn(2, 1, 16, 16)
     torch.testing.assert_close(rebuilt(x), m.embed(x))
     assert spec.embed_dim == rebuilt(x).shape[1] and spec.name == ("vit" if name == "mae" else "resnet")
+
+
+def test_a_resumed_dino_run_gets_the_uninterrupted_runs_teacher_temperature_at_every_step(tmp_path):
+    """The trainer hands every step's schedule values to the method before forward: a DINO run interrupted
+    after 3 of 8 steps and resumed (in a fresh method, whose state knows nothing of the step) logs the
+    teacher temperatures, last-layer freezing and losses of the uninterrupted run, step for step."""
+    import csv
+    import os
+    import signal
+
+    from ssl_core.distributed import DistInfo
+    from ssl_core.train import TrainConfig, Trainer, seed_everything
+
+    images = torch.randint(0, 256, (64, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=0, progress=False, device="cpu", warmup_epochs=0.5)
+    kw = dict(freeze_last_layer_steps=2, teacher_temp_warmup_epochs=1.0)
+
+    class Interrupted(type(tiny("dino"))):
+        def after_optimizer_step(self, step, values):
+            super().after_optimizer_step(step, values)
+            if step + 1 == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def run(folder, method, resume=False):
+        return Trainer(method, images, cfg, tmp_path / folder, DistInfo()).fit(resume=resume)
+
+    def log(folder):
+        with open(tmp_path / folder / "log.csv", newline="") as f:
+            return [(r["step"], r["teacher_temp"], r["loss"]) for r in csv.DictReader(f)]
+
+    seed_everything(0)
+    assert run("a", tiny("dino", **kw)).step == 8
+    seed_everything(0)
+    first = tiny("dino", **kw)
+    first.__class__ = Interrupted
+    assert run("b", first).stop_reason == "interrupted"
+    seed_everything(99)
+    assert run("b", tiny("dino", **kw), resume=True).step == 8
+    straight, resumed = log("a"), log("b")
+    temps = [float(t) for _, t, _ in straight]
+    assert temps[0] == pytest.approx(0.04) and temps[-1] == pytest.approx(0.07) and len(set(temps)) > 3
+    assert resumed == straight

@@ -41,16 +41,41 @@ class BackboneSpec:
     input: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Step:
+    """The optimizer step about to be taken, as the trainer hands it to :meth:`Method.begin_step`.
+
+    Args:
+        index: the step's index, 0-based (the number of steps taken before it).
+        values: its schedule values: ``lr``, ``weight_decay``, ``ema_momentum`` and those of
+            :meth:`Method.schedules` (e.g. DINO's ``teacher_temp``).
+    """
+
+    index: int
+    values: Mapping[str, float]
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[name]
+
+
 class Method(nn.Module):
     """A self-supervised method: a backbone (what users keep), its heads and its objective.
 
     Subclasses implement :meth:`forward`, :meth:`pretext` and :meth:`backbone_spec`, and set
     ``self.backbone``. Everything else has a default that suits methods without teachers or queues.
     Teachers, queues and centres are ordinary submodules or buffers, so they are checkpointed with the
-    method.
+    method. A method keeps no step counter of its own: before each step's ``forward`` the trainer calls
+    :meth:`begin_step`, and ``forward`` reads the step and its schedule values from :attr:`current_step`
+    (recomputed from the schedules on resume, so a resumed run sees the values of the uninterrupted one).
+
+    Attributes the trainer reads:
+        ddp_find_unused_parameters: tell DDP that some parameters may get no gradient in a step (a head
+            frozen for the first steps); ``False`` by default, which is faster.
     """
 
     backbone: nn.Module
+    ddp_find_unused_parameters: bool = False
+    _current_step: Step | None = None
 
     def forward(self, batch: Any) -> MethodOutput:  # pragma: no cover - abstract
         """Compute the loss of one (micro)batch as produced by :meth:`pretext` and collated."""
@@ -83,10 +108,30 @@ class Method(nn.Module):
     def schedules(self, total_steps: int, steps_per_epoch: int) -> Mapping[str, np.ndarray]:
         """Per-iteration schedules the method needs beyond lr / weight decay / EMA momentum.
 
-        Returns arrays of length ``total_steps``; their current values are passed to
-        :meth:`after_optimizer_step` (e.g. a teacher temperature).
+        Returns arrays of length ``total_steps``, computed here and nowhere else (no caches: the trainer
+        calls this again when a time budget shortens the run); each step's values reach :meth:`begin_step`
+        before its ``forward`` and :meth:`after_optimizer_step` after it (e.g. a teacher temperature).
         """
         return {}
+
+    def begin_step(self, step: int, values: Mapping[str, float]) -> None:
+        """Hook run by the trainer before each step's ``forward``: keep the step for :attr:`current_step`.
+
+        Args:
+            step: the index of the step about to be taken (0-based).
+            values: its schedule values (see :class:`Step`).
+        """
+        self._current_step = Step(step, dict(values))
+
+    @property
+    def current_step(self) -> Step:
+        """The step being taken and its schedule values, as :meth:`begin_step` received them."""
+        if self._current_step is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.forward reads the step's schedule values: call begin_step(step, values) "
+                "before it (the trainer does; in tests, ssl_core.testing.begin_step)"
+            )
+        return self._current_step
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
         """Hook run after every optimizer step (EMA teacher updates, queue bookkeeping).

@@ -31,6 +31,8 @@ class Recipe:
         train: default training settings, chosen so that the default run fits its stated budget.
         data: default data configuration (``None``: the modality's).
         probe: default probe settings.
+        longer_run: a measured longer run of the recipe, printed under the probe table of every run, e.g.
+            ``"8 epochs (about 17 min on 2 cores) reach kNN 82.3%; rerun with --epochs 8"`` (empty: none).
     """
 
     name: str
@@ -41,6 +43,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: Any = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    longer_run: str = ""
 
 
 @dataclass(frozen=True)

@@ -119,15 +119,7 @@ def pretrain(
                 "--resume continues a run with its saved config.yaml; drop --data/--epochs/--max-steps/"
                 "--max-minutes/--set/--config, or start a new run"
             )
-        run_dir = Path(out) if out is not None else find_latest_run(key, Path(runs_root))
-        if run_dir is None:
-            raise CheckpointError(f"no run of {key} with a checkpoint under {runs_root}/; pass --out RUN_FOLDER")
-        latest = latest_checkpoint(run_dir / "checkpoints")
-        if latest is None:
-            raise CheckpointError(f"{run_dir} has no checkpoint to resume from")
-        check_checkpoint(latest, fix=resume_fix(latest))  # before the data loads (the trainer checks it again)
-        if read_recipe_key(run_dir) != key:
-            raise ConfigError(f"{run_dir} is a run of {read_recipe_key(run_dir)}, not {key}")
+        run_dir = _run_to_resume(key, out, Path(runs_root))
         cfg_tree = load_config(run_dir, modality, recipe)
     else:
         dotlist = [f"{k}={'null' if v is None else v}" for k, v in flags.items()]
@@ -135,34 +127,15 @@ def pretrain(
         if data is not None:  # a path is a string whatever it looks like (YAML would read "123" as a number)
             cfg_tree.data.path = str(data)
     cfg = to_run_config(cfg_tree)
-
     dist_info = D.init_distributed(cfg.train.device)
     if not resume:
-        if out is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_dir = Path(runs_root) / f"{_run_prefix(key)}-{stamp}"
-            run_dir = Path(D.all_gather_object(str(run_dir))[0])  # every rank uses rank 0's folder
-        else:
-            run_dir = Path(out)
-        if latest_checkpoint(run_dir / "checkpoints") is not None:
-            raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
+        run_dir = _new_run_folder(key, out, Path(runs_root))
     _say(f"selfsup: {key} -> {run_dir}" + (" (resuming)" if resume else ""))
 
     bundle = _load_data(modality, cfg)
     method = build_method(recipe, cfg, bundle)
-    spec = method.backbone_spec()
-    if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg_tree, run_dir)
-        _write_json(run_dir / BACKBONE_FILE, {"modality": modality.name, "recipe": key, **dataclasses.asdict(spec)})
-    n_params = sum(p.numel() for p in method.backbone.parameters())
-    _say(
-        f"method: {recipe.summary}; backbone {spec.name} "
-        f"({n_params / 1e6:.2f} M parameters, embedding {spec.embed_dim})"
-    )
-    D.barrier()
-
-    trainer = Trainer(method, bundle.train, cfg.train, run_dir, dist_info, collate_fn=method.collate())
+    _describe_run(run_dir, cfg_tree, modality.name, key, recipe, method, dist_info)
+    trainer = Trainer(method, bundle.train, cfg.train, run_dir, dist_info)
     c = cfg.train
     _say(
         f"train: {trainer.total_steps} steps of batch {c.batch_size} ({trainer.steps_per_epoch} per epoch), "
@@ -179,17 +152,69 @@ def pretrain(
         else:
             table = _probe(recipe, cfg, bundle, method, dist_info.device, run_dir)
             _write_json(run_dir / METRICS_FILE, table)
-    wall = time.perf_counter() - t0
     if dist_info.is_main:
-        _write_summary(run_dir, key, result, cfg, bundle, t_train, wall)
-        if table is not None:
-            print(format_table(table))
-        _say(
-            f"wall time {wall / 60:.1f} min (training {result.elapsed_s / 60:.1f} min, "
-            f"{result.samples_per_s:.0f} samples/s); run folder {run_dir}"
-        )
+        _report(run_dir, key, recipe, result, cfg, bundle, table, t_train, time.perf_counter() - t0)
     D.barrier()
     return run_dir
+
+
+def _run_to_resume(key: str, out: str | os.PathLike | None, runs_root: Path) -> Path:
+    """The run folder ``--resume`` continues (``out``, or the latest run of ``key``), checked before any data
+    loads: it holds an intact checkpoint of this recipe."""
+    run_dir = Path(out) if out is not None else find_latest_run(key, runs_root)
+    if run_dir is None:
+        raise CheckpointError(f"no run of {key} with a checkpoint under {runs_root}/; pass --out RUN_FOLDER")
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    if latest is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint to resume from")
+    check_checkpoint(latest, fix=resume_fix(latest))  # the trainer checks it again when it loads it
+    if read_recipe_key(run_dir) != key:
+        raise ConfigError(f"{run_dir} is a run of {read_recipe_key(run_dir)}, not {key}")
+    return run_dir
+
+
+def _new_run_folder(key: str, out: str | os.PathLike | None, runs_root: Path) -> Path:
+    """The folder of a new run: ``out``, or ``runs/<modality>-<method>-<date>-<time>`` (rank 0's name on
+    every rank); refused if it already holds a run."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(D.all_gather_object(str(runs_root / f"{_run_prefix(key)}-{stamp}"))[0])
+    else:
+        run_dir = Path(out)
+    if latest_checkpoint(run_dir / "checkpoints") is not None:
+        raise ConfigError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
+    return run_dir
+
+
+def _describe_run(run_dir: Path, cfg_tree, modality: str, key: str, recipe: Recipe, method: Method, dist_info) -> None:
+    """Write ``config.yaml`` and ``backbone.json`` (rank 0) and say what is trained."""
+    spec = method.backbone_spec()
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg_tree, run_dir)
+        _write_json(run_dir / BACKBONE_FILE, {"modality": modality, "recipe": key, **dataclasses.asdict(spec)})
+    n_params = sum(p.numel() for p in method.backbone.parameters())
+    _say(
+        f"method: {recipe.summary}; backbone {spec.name} "
+        f"({n_params / 1e6:.2f} M parameters, embedding {spec.embed_dim})"
+    )
+    D.barrier()
+
+
+def _report(
+    run_dir: Path, key: str, recipe: Recipe, result: TrainResult, cfg: RunConfig, bundle: DataBundle,
+    table: dict | None, t_train: float, wall: float,
+) -> None:  # fmt: skip
+    """Write ``summary.json``; print the probe table, the recipe's measured longer run, and the times."""
+    _write_summary(run_dir, key, result, cfg, bundle, t_train, wall)
+    if table is not None:
+        print(format_table(table))
+        if recipe.longer_run:
+            print(f"longer: {recipe.longer_run}")
+    _say(
+        f"wall time {wall / 60:.1f} min (training {result.elapsed_s / 60:.1f} min, "
+        f"{result.samples_per_s:.0f} samples/s); run folder {run_dir}"
+    )
 
 
 def _probe(

@@ -83,8 +83,6 @@ class DINO(Method):
         self.head = DINOHead(self.backbone.embed_dim, c.head_hidden_dim, c.bottleneck_dim, c.out_dim)
         self.teacher = EMATeacher(nn.ModuleDict({"backbone": self.backbone, "head": self.head}))
         self.loss = DINOLoss(c.out_dim, c.warmup_teacher_temp, c.student_temp, c.center_momentum)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # steps taken: checkpointed
-        self._teacher_temps: np.ndarray | None = None
 
     def pretext(self) -> MultiView:
         return multicrop_transform(self.config.crops, self.info)
@@ -92,12 +90,12 @@ class DINO(Method):
     def schedules(self, total_steps: int, steps_per_epoch: int) -> dict[str, np.ndarray]:
         c = self.config
         warmup = round(c.teacher_temp_warmup_epochs * steps_per_epoch)
-        self._teacher_temps = teacher_temperature_schedule(c.warmup_teacher_temp, c.teacher_temp, total_steps, warmup)
-        return {"teacher_temp": self._teacher_temps}
+        temps = teacher_temperature_schedule(c.warmup_teacher_temp, c.teacher_temp, total_steps, warmup)
+        return {"teacher_temp": temps}
 
     def forward(self, batch: tuple[torch.Tensor, ...]) -> MethodOutput:
-        c, step = self.config, int(self.step)
-        frozen = step < c.freeze_last_layer_steps
+        c, step = self.config, self.current_step
+        frozen = step.index < c.freeze_last_layer_steps
         globals_, locals_ = list(batch[: self.n_global]), list(batch[self.n_global :])
         b = len(batch[0])
         # same-sized crops share one pass: (V * B, ...) -> (V, B, K)
@@ -108,14 +106,12 @@ class DINO(Method):
         with torch.no_grad():
             t = self.teacher.module
             teacher_out = t["head"](t["backbone"](torch.cat(globals_))).view(self.n_global, b, -1)
-        temps = self._teacher_temps
-        teacher_temp = float(temps[min(step, len(temps) - 1)]) if temps is not None else c.warmup_teacher_temp
+        teacher_temp = step["teacher_temp"]
         loss = self.loss(student_out, teacher_out, teacher_temp)
         return MethodOutput(loss, {"teacher_temp": teacher_temp})
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
         ema_update(self.teacher, values["ema_momentum"], backbone=self.backbone, head=self.head)
-        self.step.fill_(step + 1)
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

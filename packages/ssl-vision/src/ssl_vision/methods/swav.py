@@ -9,7 +9,6 @@ embeddings queued from earlier batches when the batch is small -- and every othe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -95,7 +94,6 @@ class SwAV(Method):
         self.queues = nn.ModuleList(
             FeatureQueue(c.queue_size, c.proj_dim) for _ in range(self.n_global if c.queue_size else 0)
         )
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # steps taken: checkpointed
 
     def pretext(self) -> MultiView:
         return multicrop_transform(self.config.crops, self.info)
@@ -105,7 +103,7 @@ class SwAV(Method):
         return F.normalize(self.projector(self.backbone(torch.cat(views))), dim=1)
 
     def forward(self, batch: tuple[torch.Tensor, ...]) -> MethodOutput:
-        c, step = self.config, int(self.step)
+        c, step = self.config, self.current_step.index
         with torch.no_grad():  # prototypes back on the unit sphere before they are used
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         w = self.prototypes.weight
@@ -122,9 +120,6 @@ class SwAV(Method):
             for q, z in zip(self.queues, z_global.detach().chunk(self.n_global), strict=True):
                 q.enqueue(z, gather_distributed=c.gather_distributed)
         return MethodOutput(loss, {"queue": float(queue_scores is not None)})
-
-    def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
-        self.step.fill_(step + 1)
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

@@ -19,6 +19,21 @@ def pretext_batch(method: Method, samples: Sequence[Any]) -> Any:
     return (method.collate() or default_collate)([pretext(s) for s in samples])
 
 
+# schedule values for tests that run a method outside the trainer
+DEFAULT_VALUES = {"lr": 1e-3, "weight_decay": 0.0, "ema_momentum": 0.99}
+
+
+def begin_step(
+    method: Method, step: int = 0, total_steps: int = 10, steps_per_epoch: int = 5, **values: float
+) -> dict[str, float]:
+    """Hand ``method`` step ``step`` as the trainer would: its schedules' values at that step (for a run of
+    ``total_steps``), over :data:`DEFAULT_VALUES` and ``values``; returns the values given."""
+    sched = {k: float(v[step]) for k, v in method.schedules(total_steps, steps_per_epoch).items()}
+    given = {**DEFAULT_VALUES, **sched, **values}
+    method.begin_step(step, given)
+    return given
+
+
 def fit_fixed_batch(
     method: Method,
     batch: Any,
@@ -39,8 +54,9 @@ def fit_fixed_batch(
         steps: optimizer steps.
         lr: learning rate.
         optimizer: ``adamw`` or ``adam`` (over the parameters that require gradients).
-        values: the schedule values passed to ``after_optimizer_step`` (e.g. ``{"ema_momentum": 0.99}``);
-            the hook is called after every step either way.
+        values: schedule values (e.g. ``{"ema_momentum": 0.99}``) over the method's own schedules (for a run of
+            ``steps``) and :data:`DEFAULT_VALUES`, handed to ``begin_step`` before and ``after_optimizer_step``
+            after every step.
         reseed: if given, ``torch.manual_seed(step % reseed)`` before each step, so a method's own randomness
             (masks, corruptions) cycles through the same few draws.
     """
@@ -52,10 +68,11 @@ def fit_fixed_batch(
     for step in range(steps):
         if reseed is not None:
             torch.manual_seed(step % reseed)
+        given = begin_step(method, step, steps, steps, **(values or {}))
         loss = method(batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-        method.after_optimizer_step(step, dict(values or {}))
+        method.after_optimizer_step(step, given)
         losses.append(loss.item())
     return losses

@@ -97,6 +97,22 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+_RNG_TENSORS = ("torch", "numpy_keys", "cuda")
+
+
+def _rng_to_checkpoint(states: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Every rank's random state (:func:`_rng_state`) as checkpoint tensors (``rng/<rank>/<name>``) and the
+    JSON-able rest, one entry per rank."""
+    tensors = {f"rng/{r}/{k}": st[k] for r, st in enumerate(states) for k in _RNG_TENSORS if k in st}
+    return tensors, [{"numpy_rest": st["numpy_rest"], "python": st["python"]} for st in states]
+
+
+def _rng_from_checkpoint(tensors: dict[str, torch.Tensor], rest: list[dict[str, Any]], rank: int) -> dict[str, Any]:
+    """The random state of ``rank`` from a checkpoint written by :func:`_rng_to_checkpoint`."""
+    state = {k: tensors[f"rng/{rank}/{k}"] for k in _RNG_TENSORS if f"rng/{rank}/{k}" in tensors}
+    return {**state, **rest[rank]}
+
+
 class _StopSignals:
     """Turns the first SIGINT/SIGTERM into a request to stop after the current step (with a checkpoint);
     a second SIGINT interrupts at once."""
@@ -121,6 +137,50 @@ class _StopSignals:
             signal.signal(s, h)
 
 
+def _first_non_finite(
+    loss: torch.Tensor, step: int, first_bad: torch.Tensor | None, scaler: torch.amp.GradScaler
+) -> torch.Tensor | None:
+    """``[step, loss]`` of the first step whose loss was not finite (``[-1, 0]``: none yet), kept on the
+    loss's device so that tracking it does not wait for the step; fp16's loss scaler handles overflows."""
+    if scaler.is_enabled():
+        return None
+    if first_bad is None:
+        first_bad = torch.tensor([-1.0, 0.0], device=loss.device)
+    new = (~torch.isfinite(loss)) & (first_bad[0] < 0)
+    return torch.where(new, torch.stack([torch.full_like(loss, step), loss.float()]), first_bad)
+
+
+class _Budget:
+    """``train.max_minutes``: once the speed is known, fit the schedules into the minutes (once per run, a
+    decision that is checkpointed), and stop when the minutes are spent.
+
+    The first three steps are slower (allocation, caches); the next ``probe_steps`` are timed, and the
+    schedules are planned to end at 97% of the time left at that speed, so that jitter does not cut them
+    short. The plan depends on the machine's speed: a run with a minute cap is reproducible on one machine,
+    and a fixed ``--epochs`` / ``--max-steps`` without one is reproducible everywhere."""
+
+    def __init__(self, max_minutes: float | None, probe_steps: int, start_step: int, fitted: bool) -> None:
+        self.seconds = None if max_minutes is None else 60 * max_minutes
+        self.probe_steps, self.start_step, self.fitted = probe_steps, start_step, fitted
+        self._t0: float | None = None
+        self._from = 0
+
+    def update(self, step: int, now: float, elapsed: float, total_steps: int) -> tuple[bool, int]:
+        """After step ``step`` (``now``: perf_counter; ``elapsed``: seconds of training so far): whether the
+        time is spent, and the (possibly shortened) total number of steps."""
+        if self.seconds is None:
+            return False, total_steps
+        if not self.fitted:
+            if self._t0 is None and step - self.start_step >= 3:
+                self._t0, self._from = now, step
+            elif self._t0 is not None and step - self._from >= self.probe_steps:
+                per_step = (now - self._t0) / (step - self._from)
+                fits = step + max(0, int(0.97 * (self.seconds - elapsed) / per_step))
+                total_steps = min(total_steps, fits)
+                self.fitted = True
+        return elapsed >= self.seconds, total_steps
+
+
 class Trainer:
     """Optimises a :class:`~ssl_core.method.Method` on a dataset of raw samples.
 
@@ -136,7 +196,7 @@ class Trainer:
         config: the training settings.
         run_dir: the run folder (``log.csv``, ``tb/``, ``checkpoints/``, ``plots/``).
         dist_info: where this process sits in the job; by default read from ``torchrun``'s environment.
-        collate_fn: how to batch training items (default: torch's ``default_collate``).
+        collate_fn: how to batch training items (default: the method's :meth:`~ssl_core.method.Method.collate`).
     """
 
     def __init__(
@@ -151,7 +211,7 @@ class Trainer:
         self.method, self.dataset, self.config = method, dataset, config
         self.run_dir = Path(run_dir)
         self.dist = dist_info or D.init_distributed(config.device)
-        self.collate_fn = collate_fn
+        self.collate_fn = collate_fn if collate_fn is not None else method.collate()
         self.ckpt_dir = self.run_dir / "checkpoints"
 
         world = self.dist.world_size
@@ -196,12 +256,8 @@ class Trainer:
         path = None
         if self.dist.is_main:
             tensors, optim_meta = optimizer_state_to_flat(optimizer.state_dict())
-            py_rng = []
-            for r, st in enumerate(rngs):
-                for k in ("torch", "numpy_keys", "cuda"):
-                    if k in st:
-                        tensors[f"rng/{r}/{k}"] = st[k]
-                py_rng.append({"numpy_rest": st["numpy_rest"], "python": st["python"]})
+            rng_tensors, py_rng = _rng_to_checkpoint(rngs)
+            tensors.update(rng_tensors)
             state = {
                 "epoch": step // self.steps_per_epoch,
                 "total_steps": self.total_steps,
@@ -239,14 +295,8 @@ class Trainer:
         if st.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(st["scaler"])
         self.total_steps, self.budget_fitted = st["total_steps"], st["budget_fitted"]
-        r = self.dist.rank
         if st["world_size"] == self.dist.world_size:
-            rng = {
-                k: ckpt.tensors[f"rng/{r}/{k}"]
-                for k in ("torch", "numpy_keys", "cuda")
-                if f"rng/{r}/{k}" in ckpt.tensors
-            }
-            _set_rng_state({**rng, **st["rng"][r]}, self.dist.device)
+            _set_rng_state(_rng_from_checkpoint(ckpt.tensors, st["rng"], self.dist.rank), self.dist.device)
         elif self.dist.is_main:
             print(
                 f"note: the checkpoint was written by {st['world_size']} processes; random streams restart",
@@ -272,59 +322,18 @@ class Trainer:
             resume: ``True`` to continue from the latest checkpoint in ``run_dir``, a checkpoint path to
                 continue from that one, ``False`` to start afresh.
         """
-        c, dev = self.config, self.dist.device
-        if c.threads is not None:
-            torch.set_num_threads(c.threads)
-        method = self.method.to(dev)
-        if c.channels_last:
-            method = method.to(memory_format=torch.channels_last)
-        method.train()
-        model = method
-        if self.dist.distributed:
-            model = DistributedDataParallel(
-                method,
-                device_ids=[dev.index] if dev.type == "cuda" else None,
-                find_unused_parameters=getattr(method, "ddp_find_unused_parameters", False),
-            )
+        c = self.config
+        method, model = self._prepare_model()
         optimizer = build_optimizer(method, c)
-        scaler = torch.amp.GradScaler("cuda", enabled=c.amp == "fp16" and dev.type == "cuda")
-        if c.amp == "fp16" and dev.type != "cuda":
-            raise SelfsupError("train.amp=fp16 needs CUDA; use train.amp=bf16 on CPU")
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.amp)
-
-        step, elapsed_before = 0, 0.0
-        if resume:
-            step, elapsed_before = self._resume(resume, optimizer, scaler)
+        scaler, amp_dtype = self._precision()
+        step, elapsed_before = self._resume(resume, optimizer, scaler) if resume else (0, 0.0)
         sched = self._schedules()
-
-        loader = DataLoader(
-            PretextDataset(self.dataset, method.pretext()),
-            batch_sampler=self.sampler,
-            num_workers=c.num_workers,
-            collate_fn=self.collate_fn,
-            pin_memory=dev.type == "cuda",
-            # its own generator: creating an iterator must not draw from the global one, or a run resumed
-            # mid-epoch would see another random stream than the uninterrupted run
-            generator=torch.Generator().manual_seed(c.seed),
-        )
+        batches = self._microbatches(self._loader(method), step)
         logger = RunLogger(self.run_dir, enabled=self.dist.is_main, resume_step=step if resume else None)
-        bar = None
-        if self.dist.is_main and c.progress:
-            bar = tqdm(
-                total=self.total_steps,
-                initial=step,
-                desc="pretrain",
-                unit="step",
-                dynamic_ncols=True,
-                mininterval=1.0 if sys.stderr.isatty() else 15.0,
-                file=sys.stderr,
-            )
-
-        global_batch = c.batch_size
-        t_start = time.perf_counter()
-        t_probe, probe_from, start_step = 0.0, None, step
-        stop_reason, ckpt_path = "completed", None
-        batches = self._microbatches(loader, step)
+        bar = self._progress_bar(step)
+        budget = _Budget(c.max_minutes, c.budget_probe_steps, step, self.budget_fitted)
+        t_start, start_step = time.perf_counter(), step
+        stop_reason, ckpt_path, first_bad = "completed", None, None
         with _StopSignals() as signals:
             while step < self.total_steps:
                 t_step = time.perf_counter()
@@ -333,77 +342,29 @@ class Trainer:
                     g["lr"] = values["lr"]
                     if g.get("apply_weight_decay", True):
                         g["weight_decay"] = values["weight_decay"]
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum, logs = 0.0, {}
-                for i in range(c.accumulate_steps):
-                    with record_function("train/data"):  # named ranges: benchmarks/profile_run.py reads them
-                        batch = to_device(next(batches), dev, c.channels_last)
-                    sync = contextlib.nullcontext()
-                    if self.dist.distributed and i < c.accumulate_steps - 1:
-                        sync = model.no_sync()
-                    with sync:
-                        with (
-                            record_function("train/forward"),
-                            torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None),
-                        ):
-                            out = model(batch)
-                            loss = out.loss / c.accumulate_steps
-                        with record_function("train/backward"):
-                            scaler.scale(loss).backward()
-                    loss_sum += float(loss.detach())
-                    for k, v in out.logs.items():
-                        logs[k] = logs.get(k, 0.0) + float(v) / c.accumulate_steps
-                if not math.isfinite(loss_sum) and not scaler.is_enabled():
-                    last = latest_checkpoint(self.ckpt_dir)
-                    raise TrainingError(
-                        f"the loss became {loss_sum} at step {step + 1} (lr {values['lr']:.3g}); lower train.lr, "
-                        "set train.clip_grad (e.g. 1.0) or use train.amp=none"
-                        + (f"; the last good checkpoint is {last}" if last else "")
-                    )
-                with record_function("train/optimizer"):
-                    if c.clip_grad is not None:
-                        scaler.unscale_(optimizer)
-                        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(method.parameters(), c.clip_grad))
-                    scaler.step(optimizer)
-                    scaler.update()
-                    method.after_optimizer_step(step, values)
+                method.begin_step(step, values)
+                loss, logs = self._step(model, method, batches, optimizer, scaler, amp_dtype)
+                method.after_optimizer_step(step, values)
+                first_bad = _first_non_finite(loss, step, first_bad, scaler)
                 step += 1
 
                 now = time.perf_counter()
                 elapsed = elapsed_before + (now - t_start)
-                rate = global_batch / max(now - t_step, 1e-9)
-                if step % c.log_every == 0 or step == self.total_steps:
-                    logger.log(
-                        step,
-                        {
-                            "epoch": step / self.steps_per_epoch,
-                            "loss": loss_sum,
-                            **logs,
-                            "lr": values["lr"],
-                            "weight_decay": values["weight_decay"],
-                            "samples_per_s": rate,
-                            "elapsed_s": elapsed,
-                        },
-                    )
+                if step % c.log_every == 0 or step == self.total_steps:  # the loss reaches the host here only
+                    self._check_finite(first_bad, sched)
+                    rate = c.batch_size / max(now - t_step, 1e-9)
+                    row = {"loss": float(loss), **{k: float(v) for k, v in logs.items()}}
+                    logger.log(step, {"epoch": step / self.steps_per_epoch, **row, "lr": values["lr"],
+                                      "weight_decay": values["weight_decay"], "samples_per_s": rate,
+                                      "elapsed_s": elapsed})  # fmt: skip
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{row['loss']:.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum:.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
 
-                # the budget: once the speed is known, fit the schedules to max_minutes (once per run)
-                stop, new_total = signals.requested, self.total_steps
-                if c.max_minutes is not None:
-                    budget = c.max_minutes * 60
-                    stop = stop or elapsed >= budget
-                    if not self.budget_fitted:
-                        if probe_from is None and step - start_step >= 3:  # the first steps are slower
-                            t_probe, probe_from = now, step
-                        elif probe_from is not None and step - probe_from >= c.budget_probe_steps:
-                            per_step = (now - t_probe) / (step - probe_from)
-                            # plan for 97% of what is left, so that jitter does not cut the schedule short
-                            fits = step + max(0, int(0.97 * (budget - elapsed) / per_step))
-                            new_total = min(self.total_steps, fits)
-                            self.budget_fitted = True
-                stop, new_total = self._agree(stop, new_total)
+                out_of_time, new_total = budget.update(step, now, elapsed, self.total_steps)
+                self.budget_fitted = budget.fitted
+                stop, new_total = self._agree(signals.requested or out_of_time, new_total)
                 if new_total != self.total_steps:
                     if self.dist.is_main:
                         tqdm.write(
@@ -421,6 +382,7 @@ class Trainer:
                 if c.checkpoint_every and step % c.checkpoint_every == 0 and step < self.total_steps:
                     with record_function("train/checkpoint"):
                         ckpt_path = self._save(step, optimizer, scaler, elapsed)
+        self._check_finite(first_bad, sched)
         elapsed = elapsed_before + (time.perf_counter() - t_start)
         with record_function("train/checkpoint"):
             ckpt_path = self._save(step, optimizer, scaler, elapsed)
@@ -431,8 +393,109 @@ class Trainer:
         if self.dist.is_main and stop_reason != "completed":
             print(f"stopped at step {step}/{self.total_steps} ({stop_reason}); checkpoint {ckpt_path}", file=sys.stderr)
         session = time.perf_counter() - t_start
-        rate = (step - start_step) * global_batch / session if session > 0 else 0.0
+        rate = (step - start_step) * c.batch_size / session if session > 0 else 0.0
         return TrainResult(step, self.total_steps, stop_reason, rate, elapsed, ckpt_path)
+
+    # ------------------------------------------------------------------------------------ parts of fit
+    def _prepare_model(self) -> tuple[Method, torch.nn.Module]:
+        """The method on its device and memory format, in training mode, and the module to call (DDP's
+        wrapper under torchrun)."""
+        c, dev = self.config, self.dist.device
+        if c.threads is not None:
+            torch.set_num_threads(c.threads)
+        method = self.method.to(dev)
+        if c.channels_last:
+            method = method.to(memory_format=torch.channels_last)
+        method.train()
+        if not self.dist.distributed:
+            return method, method
+        ddp = DistributedDataParallel(
+            method,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=method.ddp_find_unused_parameters,
+        )
+        return method, ddp
+
+    def _precision(self) -> tuple[torch.amp.GradScaler, torch.dtype | None]:
+        """The loss scaler (fp16 on CUDA) and the autocast dtype of ``train.amp``."""
+        c, dev = self.config, self.dist.device
+        if c.amp == "fp16" and dev.type != "cuda":
+            raise SelfsupError("train.amp=fp16 needs CUDA; use train.amp=bf16 on CPU")
+        scaler = torch.amp.GradScaler("cuda", enabled=c.amp == "fp16" and dev.type == "cuda")
+        return scaler, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.amp)
+
+    def _loader(self, method: Method) -> DataLoader:
+        c = self.config
+        return DataLoader(
+            PretextDataset(self.dataset, method.pretext()),
+            batch_sampler=self.sampler,
+            num_workers=c.num_workers,
+            collate_fn=self.collate_fn,
+            pin_memory=self.dist.device.type == "cuda",
+            # its own generator: creating an iterator must not draw from the global one, or a run resumed
+            # mid-epoch would see another random stream than the uninterrupted run
+            generator=torch.Generator().manual_seed(c.seed),
+        )
+
+    def _progress_bar(self, step: int) -> tqdm | None:
+        if not (self.dist.is_main and self.config.progress):
+            return None
+        return tqdm(
+            total=self.total_steps,
+            initial=step,
+            desc="pretrain",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 15.0,
+            file=sys.stderr,
+        )
+
+    def _step(self, model, method: Method, batches, optimizer, scaler, amp_dtype) -> tuple[torch.Tensor, dict]:
+        """One optimizer step over ``accumulate_steps`` micro-batches; the loss and logs stay on the device
+        (detached): they reach the host only when they are logged."""
+        c, dev = self.config, self.dist.device
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, logs = torch.zeros((), device=dev), {}
+        for i in range(c.accumulate_steps):
+            with record_function("train/data"):  # named ranges: benchmarks/profile_run.py reads them
+                batch = to_device(next(batches), dev, c.channels_last)
+            sync = contextlib.nullcontext()
+            if self.dist.distributed and i < c.accumulate_steps - 1:
+                sync = model.no_sync()
+            with sync:
+                with (
+                    record_function("train/forward"),
+                    torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+                ):
+                    out = model(batch)
+                    loss = out.loss / c.accumulate_steps
+                with record_function("train/backward"):
+                    scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+            for k, v in out.logs.items():
+                v = v.detach() if isinstance(v, torch.Tensor) else v
+                logs[k] = logs.get(k, 0.0) + v / c.accumulate_steps
+        with record_function("train/optimizer"):
+            if c.clip_grad is not None:
+                scaler.unscale_(optimizer)
+                logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(method.parameters(), c.clip_grad).detach()
+            scaler.step(optimizer)
+            scaler.update()
+        return loss_sum, logs
+
+    def _check_finite(self, first_bad: torch.Tensor | None, sched: dict[str, np.ndarray]) -> None:
+        """Stop with a clear error if a step's loss was not finite (checked where the loss is logged)."""
+        if first_bad is None:
+            return
+        index, value = first_bad.tolist()
+        if index < 0:
+            return
+        last = latest_checkpoint(self.ckpt_dir)
+        raise TrainingError(
+            f"the loss became {value} at step {int(index) + 1} (lr {sched['lr'][int(index)]:.3g}); lower "
+            "train.lr, set train.clip_grad (e.g. 1.0) or use train.amp=none"
+            + (f"; the last good checkpoint is {last}" if last else "")
+        )
 
     def _agree(self, stop: bool, new_total: int) -> tuple[bool, int]:
         """Make every rank take rank 0's decisions (a stop request on any rank stops all)."""
