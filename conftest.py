@@ -4,14 +4,19 @@ Without a CUDA device the Triton kernels of ``ssl_core.kernels`` are tested unde
 which runs them on CPU tensors with NumPy. ``triton.jit`` reads ``TRITON_INTERPRET`` when a kernel is
 decorated, i.e. when its module is first imported, so it has to be set here, before any test imports one.
 On a CUDA machine the variable is left alone and the same tests compile and run the real kernels.
+The probe cache of the tests is a fresh temporary folder.
 """
 
 import os
+import tempfile
 
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# probe scores cached by the tests stay out of the user's cache (ssl_core.eval.cache); subprocesses inherit it
+os.environ.setdefault("SELFSUP_CACHE_DIR", tempfile.mkdtemp(prefix="selfsup-test-cache-"))
 
 
 def pytest_configure(config):

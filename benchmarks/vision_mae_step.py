@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import machine_line, markdown_table, write  # noqa: E402
 
+from ssl_core.testing import pretext_batch  # noqa: E402
 from ssl_core.train.config import TrainConfig  # noqa: E402
 from ssl_core.train.optim import build_optimizer  # noqa: E402
 from ssl_vision.data.images import ImageInfo  # noqa: E402
@@ -44,8 +45,7 @@ def batches(model: MAE, batch_size: int, seed: int = 0) -> tuple[dict, dict]:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (batch_size, 1, 28, 28), generator=g, dtype=torch.uint8)
     torch.manual_seed(seed)
-    pretext = model.pretext()
-    masked = torch.utils.data.default_collate([pretext(x) for x in images])
+    masked = pretext_batch(model, images)
     n = model.backbone.num_patches
     every = torch.arange(n).expand(batch_size, n)
     full = {

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 import ssl_core
 from helpers import TINY, run_selfsup
 from ssl_core.run import build_method, open_run
-from ssl_core.train import latest_checkpoint, load_weights
+from ssl_core.train import latest_checkpoint, list_checkpoints, load_weights
 
 
 def test_console_script_is_installed():
@@ -135,3 +136,37 @@ def test_errors_are_one_line(tmp_path):
     _one_line_error(
         run_selfsup("pretrain", "vision/simclr", "--resume", "--out", str(tmp_path / "empty")), "no checkpoint"
     )
+
+
+@pytest.mark.slow  # a pretraining and three more commands
+def test_a_damaged_checkpoint_is_named_with_the_previous_one(tmp_path):
+    """eval, export and --resume on a run whose latest model.safetensors was cut short (a full disk, a
+    killed copy): one line naming it, saying it is damaged, and how to use the previous checkpoint."""
+    run = tmp_path / "run"
+    common = ["--max-steps", "2", *TINY, "train.checkpoint_every=1", "probe.enabled=false"]
+    run_selfsup("pretrain", "vision/simclr", "--out", str(run), *common, check=True)
+    previous, latest = list_checkpoints(run / "checkpoints")
+    model = latest / "model.safetensors"
+    with open(model, "r+b") as f:
+        f.truncate(model.stat().st_size // 2)
+    damaged = f"checkpoint {latest} is damaged: model.safetensors is truncated"
+    intact = f"the previous checkpoint {previous} is intact"
+    out = tmp_path / "export"
+    for args, fix in [
+        (("eval", str(run)), f"evaluate it with `selfsup eval {run} --checkpoint {previous}`"),
+        (("export", str(run), str(out)), f"export it with `selfsup export {run} {out} --checkpoint {previous}`"),
+        (
+            ("pretrain", "vision/simclr", "--out", str(run), "--resume"),
+            f"move {latest.name} out of {latest.parent} and resume again to continue from {previous}",
+        ),
+    ]:
+        _one_line_error(run_selfsup(*args), damaged, intact, fix)
+
+
+def test_all_nan_images_are_refused_before_training(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "nan.npy", np.full((64, 28, 28), np.nan, np.float32))
+    proc = run_selfsup("pretrain", "vision/simclr", "--data", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "r"))
+    _one_line_error(proc, f"{tmp_path / 'nan.npy'} holds 50,176 non-finite values (50,176 NaN, 0 infinite)")
+    assert not (tmp_path / "r" / "checkpoints").exists()

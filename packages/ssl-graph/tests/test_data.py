@@ -135,3 +135,40 @@ def test_bad_graphs_name_the_problem(cfg, tmp_path):
         load_data(cfg(path=str(tmp_path / "empty")))
     with pytest.raises(ConfigError, match="data.name"):
         GraphDataConfig(name="cora")
+
+
+def test_non_finite_features_are_refused_with_the_file_and_the_count(cfg, tmp_path):
+    graphs = [([(0, 1), (1, 2)], [0, 1, 0], 1), ([(0, 1)], [1, 1], -1)] * 5
+    write_tu(tmp_path / "tiny", "TINY", graphs)
+    attrs = ["0.5, 1.0"] * 25
+    attrs[7] = "nan, 1.0"
+    attrs[8] = "inf, nan"
+    (tmp_path / "tiny" / "TINY_node_attributes.txt").write_text("\n".join(attrs) + "\n")
+    with pytest.raises(DataError, match=r"tiny.* \(node features\) holds 3 non-finite values \(2 NaN, 1 infinite\)"):
+        load_data(cfg(path=str(tmp_path / "tiny")))
+
+    edges = to_undirected(torch.tensor([[0, 1], [1, 2]]))
+    good = [
+        Data(x=torch.randn(3, 2), edge_index=edges, edge_attr=torch.ones(4, 1), y=torch.tensor([i % 2]))
+        for i in range(6)
+    ]
+    bad = good[:5] + [
+        Data(x=torch.randn(3, 2), edge_index=edges, edge_attr=torch.full((4, 1), float("inf")), y=torch.tensor([1]))
+    ]
+    InMemoryDataset.save(bad, str(tmp_path / "bad.pt"))
+    with pytest.raises(DataError, match=r"bad.pt \(edge attributes\) holds 4 non-finite values \(0 NaN, 4 infinite\)"):
+        load_data(cfg(path=str(tmp_path / "bad.pt")))
+    InMemoryDataset.save(good, str(tmp_path / "good.pt"))
+    assert len(load_data(cfg(path=str(tmp_path / "good.pt"))).train) == 6
+
+
+def test_the_probe_split_keeps_each_class_on_both_sides(cfg, tmp_path):
+    """The split is ssl_core.data.stratified_split (graph level and node level alike)."""
+    graphs = [([(0, 1)], [0, 1], 1), ([(0, 1)], [1, 1], -1)] * 2 + [([(0, 1)], [0, 0], 2)]  # 2, 2 and 1 graphs
+    write_tu(tmp_path / "tiny", "TINY", graphs)
+    b = load_data(cfg(path=str(tmp_path / "tiny"), test_fraction=0.8))
+    assert sorted(b.probe_train.labels.tolist()) == [0, 1, 2] and sorted(b.probe_test.labels.tolist()) == [0, 1]
+    (tmp_path / "g.txt").write_text("0 1\n1 2\n2 3\n3 4\n")
+    (tmp_path / "g.labels").write_text("0 0\n1 0\n2 1\n3 1\n")  # node 4 has no label
+    b = load_data(cfg(path=str(tmp_path / "g.txt"), test_fraction=0.8))
+    assert sorted(b.probe_train.labels.tolist()) == sorted(b.probe_test.labels.tolist()) == [0, 1]

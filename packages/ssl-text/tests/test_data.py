@@ -136,3 +136,15 @@ def test_tfidf_matches_scikit_learn():
     cols = [int(tfidf.column[t]) for t in vec.get_feature_names_out()]
     torch.testing.assert_close(ours[:, cols], ref)
     assert torch.count_nonzero(ours) == torch.count_nonzero(ref)
+
+
+def test_the_probe_split_keeps_each_class_on_both_sides(tmp_path):
+    """The held-out texts are ssl_core.data.stratified_split's test part (with the fraction lowered to respect
+    max_probe_test): a class of 2 texts keeps one for training; an unlabelled text is pretrained on only."""
+    jl = tmp_path / "t.jsonl"
+    rows = [{"text": f"text {i} about cats", "label": "cats"} for i in range(2)]
+    rows += [{"text": f"text {i} about dogs", "label": "dogs"} for i in range(8)] + [{"text": "no label here"}]
+    jl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    b = load_data(TextDataConfig(path=str(jl), vocab_size=120, min_frequency=1, test_fraction=0.8))
+    assert sorted(b.probe_train.labels.tolist()) == [0, 1, 1] and sorted(b.probe_test.labels.tolist()) == [0] + [1] * 6
+    assert len(b.train) == 4  # the 3 probe training texts and the unlabelled one

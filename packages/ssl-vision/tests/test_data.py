@@ -109,3 +109,28 @@ def test_bad_npy_arrays_name_the_problem(tmp_path):
     np.save(tmp_path / "f" / "labels.npy", np.zeros(3, np.int64))
     with pytest.raises(DataError, match="must hold 4 integer labels"):
         load_data(VisionDataConfig(path=str(tmp_path / "f")))
+
+
+def test_non_finite_npy_images_are_refused_with_the_file_and_the_count(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "nan.npy", np.full((6, 8, 8), np.nan, np.float32))  # the all-NaN file that trained in silence
+    with pytest.raises(DataError, match=r"nan.npy holds 384 non-finite values \(384 NaN, 0 infinite\) of 384"):
+        load_data(VisionDataConfig(path=str(tmp_path / "nan.npy")))
+    (tmp_path / "f").mkdir()
+    x = np.random.default_rng(0).random((10, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "f" / "images.npy", x)
+    np.save(tmp_path / "f" / "labels.npy", np.arange(10) % 2)
+    x[3, 0, :2] = np.inf
+    np.save(tmp_path / "f" / "test_images.npy", x)
+    np.save(tmp_path / "f" / "test_labels.npy", np.arange(10) % 2)
+    with pytest.raises(DataError, match=r"test_images.npy holds 2 non-finite values \(0 NaN, 2 infinite\)"):
+        load_data(VisionDataConfig(path=str(tmp_path / "f")))
+
+
+def test_a_class_of_two_images_keeps_one_for_training(tmp_path):
+    """The split is ssl_core.data.stratified_split: with test_fraction 0.8, 2 images of a class used to both go
+    to the test set, leaving the probes nothing of that class to learn from."""
+    make_folder(tmp_path, per_class=2)
+    b = load_data(VisionDataConfig(path=str(tmp_path), image_size=16, test_fraction=0.8))
+    assert sorted(b.probe_train.labels.tolist()) == sorted(b.probe_test.labels.tolist()) == [0, 1]

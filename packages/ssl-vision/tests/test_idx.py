@@ -45,3 +45,15 @@ def test_folder_with_and_without_test_split(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8), False)
     with pytest.raises(DataError, match="3 images but"):
         load_idx_folder(tmp_path)
+
+
+def test_float_idx_with_nan_is_refused(tmp_path):
+    arr = np.zeros((2, 3, 3), np.float32)
+    arr[1, 1, 1] = np.nan
+    header = bytes([0, 0, 0x0D, 3]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+    (tmp_path / "x").write_bytes(header + arr.astype(">f4").tobytes())
+    with pytest.raises(DataError, match=r"x holds 1 non-finite values \(1 NaN, 0 infinite\) of 18"):
+        read_idx(tmp_path / "x")
+    arr[1, 1, 1] = 0.5
+    (tmp_path / "x").write_bytes(header + arr.astype(">f4").tobytes())
+    assert read_idx(tmp_path / "x")[1, 1, 1] == 0.5

@@ -6,9 +6,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import default_collate
 
-from ssl_core.testing import fit_fixed_batch
+from ssl_core.testing import fit_fixed_batch, pretext_batch
 from ssl_core.train.checkpoint import load_weights, save_checkpoint
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.nnclr import nearest_neighbour
@@ -50,8 +49,7 @@ def make_batch(method, n=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
     torch.manual_seed(seed)
-    pretext = method.pretext()
-    return default_collate([pretext(x) for x in images])
+    return pretext_batch(method, images)
 
 
 def test_every_registered_recipe_has_a_tiny_setting():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ssl_core.errors import ConfigError
-from ssl_core.testing import fit_fixed_batch
+from ssl_core.testing import fit_fixed_batch, pretext_batch
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods import SimCLR, SimCLRConfig
 from ssl_vision.models import ResNet, ResNetConfig
@@ -25,16 +25,15 @@ def test_forward_backward_and_embed():
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert all(p.grad is not None for p in m.parameters())
     assert m.embed(x1).shape == (6, 64)
-    views = m.pretext()(torch.randint(0, 256, (1, 16, 16), dtype=torch.uint8))
-    assert len(views) == 2 and views[0].shape == (1, 16, 16)
+    views = pretext_batch(m, torch.randint(0, 256, (3, 1, 16, 16), dtype=torch.uint8))
+    assert len(views) == 2 and views[0].shape == (3, 1, 16, 16)
 
 
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     m = SimCLR(tiny_config(), INFO)
     imgs = torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8)
-    views = m.pretext()
-    batch = [torch.stack(v) for v in zip(*(views(x) for x in imgs), strict=True)]
+    batch = pretext_batch(m, imgs)
     losses = fit_fixed_batch(m, batch)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 

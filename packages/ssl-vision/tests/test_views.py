@@ -2,7 +2,7 @@ import torch
 
 from ssl_core.train.data import PretextDataset
 from ssl_vision.data.images import ImageInfo
-from ssl_vision.transforms import MultiView, ViewConfig, view_transform
+from ssl_vision.transforms import MultiView, View, ViewConfig, view_transform
 
 
 def test_shapes_dtype_and_normalisation():
@@ -14,13 +14,19 @@ def test_shapes_dtype_and_normalisation():
     assert v.min() >= (0 - 0.5) / 0.25 - 1e-5 and v.max() <= (1 - 0.5) / 0.25 + 1e-5
 
 
+def _views(multiview, ds, key):
+    """The rendered views of one item of a pretext data set."""
+    return multiview.collate([ds[key]])
+
+
 def test_views_are_seeded_and_differ():
     info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3])
-    view = view_transform(ViewConfig(), info)
-    ds = PretextDataset([torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)], MultiView([view, view]))
-    a1, a2 = ds[(0, 5)]
-    b1, b2 = ds[(0, 5)]
-    c1, _ = ds[(0, 6)]
+    view = View(ViewConfig(), info)
+    mv = MultiView([view, view])
+    ds = PretextDataset([torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)], mv)
+    a1, a2 = _views(mv, ds, (0, 5))
+    b1, b2 = _views(mv, ds, (0, 5))
+    c1, _ = _views(mv, ds, (0, 6))
     assert torch.equal(a1, b1) and torch.equal(a2, b2)  # same seed, same views
     assert not torch.equal(a1, a2) and not torch.equal(a1, c1)  # two different views; another seed differs
 
@@ -30,11 +36,11 @@ def test_multicrop_global_then_local_views():
 
     info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3])
     t = multicrop_transform(MultiCropConfig(n_local=3), info)
-    views = t(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8))
-    assert [v.shape[-1] for v in views] == [28, 28, 12, 12, 12]
+    views = t.collate([t(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8))] * 2)
+    assert [tuple(v.shape) for v in views] == [(2, 1, 28, 28)] * 2 + [(2, 1, 12, 12)] * 3
     ds = PretextDataset([torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)], t)
-    assert all(torch.equal(a, b) for a, b in zip(ds[(0, 1)], ds[(0, 1)], strict=True))
-    assert not torch.equal(ds[(0, 1)][2], ds[(0, 1)][3])  # each local view is its own draw
+    assert all(torch.equal(a, b) for a, b in zip(_views(t, ds, (0, 1)), _views(t, ds, (0, 1)), strict=True))
+    assert not torch.equal(_views(t, ds, (0, 1))[2], _views(t, ds, (0, 1))[3])  # each local view is its own draw
 
 
 def test_byol_views_are_asymmetric_and_mae_view_keeps_colours():
@@ -58,24 +64,6 @@ def test_view_settings_are_checked():
         ViewConfig(crop_scale=[0.5, 0.2])
     with pytest.raises(ConfigError, match="probabilities"):
         ViewConfig(blur_prob=1.5)
-
-
-def test_views_are_drawn_on_one_thread_and_the_thread_count_is_restored():
-    from ssl_vision.transforms.views import one_thread
-
-    info = ImageInfo(channels=1, image_size=28, mean=[0.3], std=[0.3])
-    view = view_transform(ViewConfig(blur_prob=1.0), info)
-    x = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
-    before = torch.get_num_threads()
-    seen = []
-    torch.manual_seed(3)
-    a = MultiView([lambda im: seen.append(torch.get_num_threads()) or view(im)])(x)[0]
-    assert seen == [1] and torch.get_num_threads() == before
-    torch.manual_seed(3)
-    torch.testing.assert_close(a, view(x))  # the same draw as on any number of threads
-    with one_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
 
 
 def _blur_op(t):

@@ -52,6 +52,22 @@ def test_linear_probe_separable_and_random():
     assert linear_probe(noise[:300], y[:300], noise[300:], y[300:]).top1 < 0.45
 
 
+def test_linear_probe_holds_out_one_of_a_two_sample_class(monkeypatch):
+    """The held-out part is ssl_core.data.stratified_split's: a class of 2 samples gives one to validation."""
+    import ssl_core.eval.linear as linear
+
+    seen = []
+    real_fit = linear._fit
+    monkeypatch.setattr(linear, "_fit", lambda x, y, *a: seen.append(y.clone()) or real_fit(x, y, *a))
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor([0] * 20 + [1] * 2 + [2])
+    linear_probe(torch.randn(23, 4, generator=g), y, torch.randn(5, 4, generator=g), torch.zeros(5), l2_grid=(0.1,))
+    assert torch.bincount(seen[0], minlength=3).tolist() == [16, 1, 1]  # fitted without the held-out part
+    assert len(seen[1]) == 23  # the refit uses all
+    with pytest.raises(ValueError, match="every class has a single sample"):
+        linear_probe(torch.randn(3, 4), torch.arange(3), torch.randn(3, 4), torch.arange(3))
+
+
 def test_linear_probe_matches_scikit_learn():
     """Same objective as LogisticRegression(C=1/(l2*N)): the same predictions, up to optimiser tolerance."""
     from sklearn.linear_model import LogisticRegression
@@ -77,3 +93,16 @@ def test_stratified_subset_keeps_class_shares():
     assert all(y[sub.inputs[i]] == sub.labels[i] for i in range(100))
     assert stratified_subset(LabeledSplit(list(range(1000)), y), None).labels is y
     assert stratified_subset(LabeledSplit(list(range(1000)), y, ("a", "b", "c")), 100).class_names == ("a", "b", "c")
+
+
+def test_linear_probe_runs_on_one_thread_and_restores_the_count(monkeypatch):
+    from ssl_core.eval import linear
+    from ssl_core.threads import num_threads
+
+    seen, real = [], linear._fit
+    monkeypatch.setattr(linear, "_fit", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    with num_threads(2):
+        linear_probe(x, y, x, y)
+        assert torch.get_num_threads() == 2
+    assert seen and set(seen) == {1}

@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ssl_core.errors import ConfigError, SelfsupError
 from ssl_core.eval.config import ProbeConfig
+from ssl_core.io import atomic_write
 from ssl_core.modality import Modality, Recipe
 from ssl_core.train.config import TrainConfig
 
@@ -122,9 +123,8 @@ def save_config(cfg: DictConfig, run_dir: str | os.PathLike) -> Path:
     """Write ``config.yaml`` into the run folder (atomically)."""
     path = Path(run_dir) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg))
     return path
 
 

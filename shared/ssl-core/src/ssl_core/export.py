@@ -20,8 +20,9 @@ from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from ssl_core.errors import CheckpointError
+from ssl_core.io import atomic_write
 from ssl_core.registry import get_modality
-from ssl_core.train.checkpoint import latest_checkpoint
+from ssl_core.train.checkpoint import check_checkpoint, latest_checkpoint
 
 WEIGHTS = "backbone.safetensors"
 CONFIG = "config.json"
@@ -56,11 +57,14 @@ def export_backbone(
     spec_path = run_dir / "backbone.json"
     if not spec_path.is_file():
         raise CheckpointError(f"{run_dir} is not a run folder: backbone.json is missing")
+    check_checkpoint(run_dir, (spec_path.name,), kind="run folder")
     spec = json.loads(spec_path.read_text())
     modality = get_modality(spec["modality"])
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to export")
+    fix = f"export it with `selfsup export {run_dir} {out_dir} --checkpoint {{previous}}`"
+    check_checkpoint(ckpt, ("model.safetensors",), fix=fix)
     state = load_file(str(ckpt / "model.safetensors"))
     weights = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     backbone = _build_with(modality, spec)
@@ -77,11 +81,9 @@ def export_backbone(
         "source": {"run": str(run_dir), "checkpoint": ckpt.name, "step": int(ckpt.name.split("_")[-1])},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_w, tmp_c = out_dir / (WEIGHTS + ".tmp"), out_dir / (CONFIG + ".tmp")
-    save_model(backbone, str(tmp_w))
-    tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp_w, out_dir / WEIGHTS)
-    os.replace(tmp_c, out_dir / CONFIG)
+    with atomic_write(out_dir / WEIGHTS) as tmp_w, atomic_write(out_dir / CONFIG) as tmp_c:
+        save_model(backbone, str(tmp_w))
+        tmp_c.write_text(json.dumps(cfg, indent=2) + "\n")
     if modality.export_extra is not None:
         modality.export_extra(backbone.eval(), cfg, out_dir)
     return out_dir
@@ -100,15 +102,18 @@ def load_backbone(path: str | os.PathLike, device: str | torch.device = "cpu") -
         emb = backbone(images)  # (B, embed_dim)
     """
     path = Path(path)
-    try:
-        cfg = json.loads((path / CONFIG).read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a selfsup export ({CONFIG}: {e})") from None
-    if cfg.get("format") != FORMAT:
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a selfsup export: {CONFIG} is missing (write one with `selfsup export`)")
+    check_checkpoint(path, (CONFIG,), kind="export", fix="export the run again with `selfsup export RUN_FOLDER OUT`")
+    cfg = json.loads((path / CONFIG).read_text())
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{path / CONFIG} is not a selfsup backbone export")
+    fix = f"export it again with `selfsup export {(cfg.get('source') or {}).get('run', 'RUN_FOLDER')} {path}`"
+    check_checkpoint(path, (WEIGHTS,), kind="export", fix=fix)
     module = _build(cfg)
     try:
         load_model(module, str(path / WEIGHTS), strict=True, device=str(device))
-    except (OSError, RuntimeError) as e:
-        raise CheckpointError(f"cannot load {path / WEIGHTS}: {str(e).splitlines()[0]}") from None
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0]
+        raise CheckpointError(f"the weights in {path / WEIGHTS} do not fit its {CONFIG}: {msg}") from None
     return module.to(device).eval()

@@ -60,7 +60,9 @@ class Method(nn.Module):
         """Return the picklable function ``sample -> training item`` (views, masks, targets).
 
         It runs in data-loader workers and must draw its randomness from torch's global generator,
-        which the trainer seeds per sample, so that a resumed run sees the same views.
+        which the trainer seeds per sample, so that a resumed run sees the same views. A pretext may also
+        have a ``collate(items)`` method, which then batches its items (see :meth:`collate`): the way to
+        draw random parameters per sample and do the heavy work once per batch.
         """
         raise NotImplementedError
 
@@ -69,8 +71,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def collate(self) -> Callable[[list[Any]], Any] | None:
-        """How to batch training items (``None``: torch's ``default_collate``)."""
-        return None
+        """How to batch training items: the pretext's ``collate`` method when it has one, else ``None``
+        (torch's ``default_collate``)."""
+        return getattr(self.pretext(), "collate", None)
 
     @torch.no_grad()
     def embed(self, x: Any) -> torch.Tensor:

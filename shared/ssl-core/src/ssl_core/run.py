@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.profiler import record_function
 
 from ssl_core import distributed as D
 from ssl_core.config import RunConfig, base_config, load_config, merge, read_recipe_key, save_config, to_run_config
@@ -33,10 +34,11 @@ from ssl_core.data import DataBundle
 from ssl_core.errors import CheckpointError, ConfigError
 from ssl_core.eval.embed import format_table, probe_table
 from ssl_core.eval.plots import EMBEDDINGS_PLOT, plot_test_embeddings
+from ssl_core.io import atomic_write
 from ssl_core.method import Method
 from ssl_core.modality import Modality, Recipe
 from ssl_core.registry import resolve
-from ssl_core.train.checkpoint import latest_checkpoint, load_weights
+from ssl_core.train.checkpoint import check_checkpoint, latest_checkpoint, load_weights, resume_fix
 from ssl_core.train.trainer import Trainer, TrainResult, seed_everything
 
 RUNS_ROOT = Path("runs")
@@ -50,9 +52,8 @@ def _say(msg: str) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def build_method(recipe: Recipe, cfg: RunConfig, data: DataBundle) -> Method:
@@ -75,7 +76,8 @@ def find_latest_run(key: str, root: Path = RUNS_ROOT) -> Path | None:
 
 
 def _load_data(modality: Modality, cfg: RunConfig) -> DataBundle:
-    data = modality.load_data(cfg.data)
+    with record_function("run/load_data"):
+        data = modality.load_data(cfg.data)
     _say(f"data: {data.description}")
     return data
 
@@ -120,8 +122,10 @@ def pretrain(
         run_dir = Path(out) if out is not None else find_latest_run(key, Path(runs_root))
         if run_dir is None:
             raise CheckpointError(f"no run of {key} with a checkpoint under {runs_root}/; pass --out RUN_FOLDER")
-        if latest_checkpoint(run_dir / "checkpoints") is None:
+        latest = latest_checkpoint(run_dir / "checkpoints")
+        if latest is None:
             raise CheckpointError(f"{run_dir} has no checkpoint to resume from")
+        check_checkpoint(latest, fix=resume_fix(latest))  # before the data loads (the trainer checks it again)
         if read_recipe_key(run_dir) != key:
             raise ConfigError(f"{run_dir} is a run of {read_recipe_key(run_dir)}, not {key}")
         cfg_tree = load_config(run_dir, modality, recipe)
@@ -201,12 +205,16 @@ def _probe(
     method.eval()
     untrained.eval()
     try:
-        table = probe_table(bundle, {"pretrained": method.embed, "random_init": untrained.embed}, cfg.probe, device)
+        embedders = {"pretrained": method.embed, "random_init": untrained.embed}
+        embeddings: dict = {}
+        table = probe_table(bundle, embedders, cfg.probe, device, embeddings)
         if len(bundle.probe_test.labels) >= 3:  # t-SNE of the pretrained test embeddings, a few seconds
             out = run_dir / "plots" / EMBEDDINGS_PLOT
-            plot_test_embeddings(
-                method.embed, bundle.probe_test, out, 2000, cfg.probe.seed, device, bundle.collate_fn, cfg.recipe
-            )
+            with record_function("probe/tsne"):
+                plot_test_embeddings(
+                    method.embed, bundle.probe_test, out, 2000, cfg.probe.seed, device, bundle.collate_fn,
+                    cfg.recipe, embeddings=embeddings["pretrained"][1],
+                )  # fmt: skip
         return table
     finally:
         method.train()
@@ -247,12 +255,14 @@ def evaluate(run_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = 
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise CheckpointError(f"{run_dir} has no checkpoint to evaluate")
+    fix = f"evaluate it with `selfsup eval {run_dir} --checkpoint {{previous}}`"
+    check_checkpoint(ckpt, ("model.safetensors",), fix=fix)  # before the data loads: fail in a second
     bundle = _load_data(modality, cfg)
     if bundle.probe_train is None:
         raise ConfigError("the run's data has no labels to probe with")
     device = D.init_distributed(cfg.train.device).device
     method = build_method(recipe, cfg, bundle)
-    load_weights(method, ckpt)
+    load_weights(method, ckpt, fix=fix)
     _say(f"checkpoint: {ckpt}")
     table = _probe(recipe, cfg, bundle, method.to(device), device, run_dir)
     _write_json(run_dir / METRICS_FILE, table)

@@ -18,7 +18,7 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import global_add_pool
 
-from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.data import DataBundle, LabeledSplit, check_finite, stratified_split
 from ssl_core.errors import ConfigError, DataError
 from ssl_graph.data import evolving, sources
 from ssl_graph.data.neighborhood import EgoGraphs, NeighborhoodSampler
@@ -48,8 +48,9 @@ class GraphDataConfig:
         path: user data: a folder of TU-format files, a ``.pt`` file saved by PyG's ``InMemoryDataset.save``
             (one graph: node level; several: graph level), an edge-list text file (node level), or a CSV of
             ``src,dst,slot`` rows (an evolving graph, node level).
-        test_fraction: share of each class held out as the probe test split (the cross-validated probe uses
-            every labelled sample).
+        test_fraction: share of each class held out as the probe test split (:func:`ssl_core.data.stratified_split`:
+            a class of at least 2 samples keeps one on each side; the cross-validated probe uses every labelled
+            sample).
         num_hops: node level: hops of each node's sampled neighbourhood.
         num_neighbors: node level: neighbours sampled per node and hop (``-1``: all).
         cache_dir: where processed TU files are written (default ``~/.cache/selfsup/graph``).
@@ -140,7 +141,8 @@ def check_graphs(graphs: list[Data], source: str) -> list[Data]:
     Handling: graphs without any node features get one-hot degrees (capped at 32) with a note; float
     features are cast to float32; graphs without edges are kept (message passing then sees each node
     alone). Refused: no graphs, a graph without nodes, node features on some graphs but not others,
-    node feature or edge attribute widths that differ between graphs, edges that point past the nodes.
+    node feature or edge attribute widths that differ between graphs, edges that point past the nodes,
+    node features or edge attributes that are NaN or infinite.
     """
     if not graphs:
         raise DataError(f"{source} holds no graphs")
@@ -187,20 +189,10 @@ def check_graphs(graphs: list[Data], source: str) -> list[Data]:
         if g.get("edge_slot") is not None:  # evolving graphs (ssl_graph.data.evolving): the time slot of each edge
             h.edge_slot = g.edge_slot.view(-1).long()
         out.append(h)
+    check_finite(torch.cat([h.x for h in out]), f"{source} (node features)")
+    if edge_width:
+        check_finite(torch.cat([h.edge_attr for h in out]), f"{source} (edge attributes)")
     return out
-
-
-def _split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-stratified train/test indices (each class keeps at least one training sample)."""
-    g = torch.Generator().manual_seed(seed)
-    train, test = [], []
-    for c in labels.unique():
-        idx = (labels == c).nonzero().squeeze(1)
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction))) if len(idx) > 1 else 0
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
 
 
 def _info(
@@ -234,7 +226,7 @@ def graph_level_bundle(graphs: list[Data], name: str, cfg: GraphDataConfig, clas
     desc = f"{name}: {len(train):,} graphs, {nodes:.1f} nodes on average, {info.num_features} node features"
     if labels is None or len(labels.unique()) < 2:
         return DataBundle(train=train, info=info, description=desc + ", no labels (probes skipped)")
-    tr, te = _split(labels, cfg.test_fraction, cfg.seed)
+    tr, te = stratified_split(labels, cfg.test_fraction, cfg.seed)
     desc += f", {len(labels.unique())} classes (probes: {len(tr)} / {len(te)} split and cross-validation on all)"
     return DataBundle(
         train=train,
@@ -262,16 +254,15 @@ def node_level_bundle(graph: Data, labels: torch.Tensor | None, name: str, cfg: 
     )
     if labels is None or int((labels >= 0).sum()) < 2:
         return DataBundle(train=train, info=info, description=desc + ", no labels (probes skipped)")
-    known = (labels >= 0).nonzero().squeeze(1)
-    tr, te = _split(labels[known], cfg.test_fraction, cfg.seed)
+    tr, te = stratified_split(labels, cfg.test_fraction, cfg.seed)  # unlabelled nodes (-1) are in neither
     info.num_classes = int(labels.max()) + 1
     desc += f", {info.num_classes} classes (probes on {len(tr)} / {len(te)} nodes)"
     return DataBundle(
         train=train,
         info=info,
         description=desc,
-        probe_train=LabeledSplit(EgoGraphs(sampler, known[tr], deterministic=True), labels[known[tr]]),
-        probe_test=LabeledSplit(EgoGraphs(sampler, known[te], deterministic=True), labels[known[te]]),
+        probe_train=LabeledSplit(EgoGraphs(sampler, tr, deterministic=True), labels[tr]),
+        probe_test=LabeledSplit(EgoGraphs(sampler, te, deterministic=True), labels[te]),
         collate_fn=collate_graphs,
         raw_features=raw_node_features,
     )

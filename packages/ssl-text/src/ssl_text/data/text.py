@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.data import DataBundle, LabeledSplit, stratified_split
 from ssl_core.errors import ConfigError, DataError
 from ssl_text.data.files import load_files
 from ssl_text.data.lexicon import load_lexicon
@@ -36,7 +36,8 @@ class TextDataConfig:
         vocab_size: tokenizer vocabulary, special tokens included.
         min_frequency: minimum count of a vocabulary entry.
         max_length: tokens per text, ``[CLS]`` and ``[SEP]`` included (longer texts are cut).
-        test_fraction: share of each class held out as the probe test set.
+        test_fraction: share of each class held out as the probe test set (:func:`ssl_core.data.stratified_split`:
+            a class of at least 2 texts keeps one on each side).
         max_probe_test: at most this many probe test texts (class-stratified; the rest is pretraining data).
         max_texts: at most this many pretraining texts (``None``: all).
         max_chars: lines longer than this (user files) are skipped and counted.
@@ -174,19 +175,13 @@ class TfIdf:
         return torch.nn.functional.normalize(x, dim=1)
 
 
-def _stratified_split(labels: list[int], test_fraction: float, max_test: int | None, seed: int):
-    """Indices of the labelled texts (label >= 0) held out for testing, class-stratified and capped."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.tensor(labels)
-    n_labelled = int((y >= 0).sum())
+def _held_out(labels: list[int], test_fraction: float, max_test: int | None, seed: int) -> set[int]:
+    """Indices of the labelled texts (label >= 0) held out for testing: :func:`ssl_core.data.stratified_split`
+    with the fraction lowered so that about ``max_test`` texts are held out (a class of at least 2 texts
+    keeps one on each side, so the count can exceed ``max_test`` by up to the number of classes)."""
+    n_labelled = sum(1 for y in labels if y >= 0)
     frac = test_fraction if max_test is None else min(test_fraction, max_test / max(n_labelled, 1))
-    test = []
-    for c in y[y >= 0].unique():
-        idx = (y == c).nonzero().squeeze(1)
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n_test = int(round(len(idx) * frac)) if len(idx) > 1 else 0
-        test.append(idx[: max(1, n_test) if len(idx) > 1 else 0])
-    return set(torch.cat(test).tolist()) if test else set()
+    return set(stratified_split(labels, frac, seed)[1].tolist())
 
 
 def _load(name: str, cfg: TextDataConfig) -> RawCorpus:
@@ -224,7 +219,7 @@ def load_data(cfg: TextDataConfig, extra_probes: dict[str, Callable] | None = No
     # the held-out probe test texts are never pretrained on
     held_out: set[int] = set()
     if probe.labels is not None:
-        held_out = _stratified_split(probe.labels, cfg.test_fraction, cfg.max_probe_test, cfg.seed)
+        held_out = _held_out(probe.labels, cfg.test_fraction, cfg.max_probe_test, cfg.seed)
     own = probe is corpus
     pre_idx = [i for i in range(len(corpus.texts)) if not (own and i in held_out)]
     if cfg.max_texts is not None and len(pre_idx) > cfg.max_texts:

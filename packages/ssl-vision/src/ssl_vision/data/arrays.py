@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssl_core.data import check_finite
 from ssl_core.errors import DataError
 
 # file names of a folder of arrays; only the training images are required
@@ -22,8 +23,8 @@ def read_npy_images(path: str | Path) -> torch.Tensor:
     """Read images from a ``.npy`` file as uint8 ``(N, C, H, W)``.
 
     Accepted layouts: ``(N, H, W)`` (grayscale), ``(N, C, H, W)`` or ``(N, H, W, C)`` with ``C`` 1 or 3.
-    uint8 arrays are taken as they are; float arrays must hold values in [0, 1] and are scaled by 255.
-    Nothing is unpickled (``allow_pickle=False``).
+    uint8 arrays are taken as they are; float arrays must hold finite values in [0, 1] and are scaled by
+    255. Nothing is unpickled (``allow_pickle=False``).
 
     Shapes:
         - output: ``(N, C, H, W)`` uint8
@@ -45,6 +46,7 @@ def read_npy_images(path: str | Path) -> torch.Tensor:
     if arr.dtype == np.uint8:
         return torch.from_numpy(np.ascontiguousarray(arr))
     if np.issubdtype(arr.dtype, np.floating):
+        check_finite(arr, str(path))  # NaN would pass the range check below and become 0
         lo, hi = float(arr.min()), float(arr.max())
         if lo < 0 or hi > 1:
             raise DataError(f"{path} holds floats in [{lo:g}, {hi:g}]; float images must lie in [0, 1] (or save uint8)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssl_core.data import check_finite
 from ssl_core.errors import DataError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -39,6 +40,7 @@ def read_idx(path: str | Path) -> torch.Tensor:
     if len(raw) - header != expected:
         raise DataError(f"{path} is truncated or corrupt: header says {shape}, found {len(raw) - header} data bytes")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    check_finite(arr, str(path))  # float IDX types (0x0D, 0x0E) can hold NaN
     return torch.from_numpy(arr.astype(arr.dtype.newbyteorder("=")).copy())
 
 

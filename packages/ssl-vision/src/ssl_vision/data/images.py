@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
-from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.data import DataBundle, LabeledSplit, stratified_split
 from ssl_core.errors import DataError
 from ssl_vision.data.arrays import is_npy_folder, load_npy_folder, read_npy_images
 from ssl_vision.data.idx import is_idx_folder, load_idx_folder
@@ -55,7 +55,8 @@ class VisionDataConfig:
             ``.npy`` file of unlabelled images.
         image_size: side of the square images (default: 28 for IDX and digits, 64 for image folders).
         channels: 1 (grayscale) or 3 (RGB); default: as stored (image folders: 3).
-        test_fraction: share of each class held out as the probe test set when the data has no test split.
+        test_fraction: share of each class held out as the probe test set when the data has no test split
+            (:func:`ssl_core.data.stratified_split`: a class of at least 2 images keeps one on each side).
         max_train: use at most this many pretraining images (``None``: all); for smoke runs.
         seed: seeds the held-out split and ``max_train`` subset.
     """
@@ -162,19 +163,6 @@ def _channel_stats(images: Dataset, limit: int = 2000) -> tuple[list[float], lis
     return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
 
-def _split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-stratified train/test indices."""
-    g = torch.Generator().manual_seed(seed)
-    train, test = [], []
-    for c in labels.unique():
-        idx = (labels == c).nonzero().squeeze(1)
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n_test = max(1, int(round(len(idx) * test_fraction))) if len(idx) > 1 else 0
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
-
-
 def _as_nchw(x: torch.Tensor, channels: int | None, size: int | None) -> torch.Tensor:
     x = x.unsqueeze(1) if x.ndim == 3 else x
     if channels is not None and x.shape[1] != channels:
@@ -226,7 +214,7 @@ def _from_arrays(
 ) -> DataBundle:
     x_tr = _as_nchw(x_tr, cfg.channels, cfg.image_size)
     if x_te is None:
-        tr, te = _split(y_tr, cfg.test_fraction, cfg.seed)
+        tr, te = stratified_split(y_tr, cfg.test_fraction, cfg.seed)
         x_tr, y_tr, x_te, y_te = x_tr[tr], y_tr[tr], x_tr[te], y_tr[te]
     else:
         x_te = _as_nchw(x_te, cfg.channels, cfg.image_size)
@@ -308,7 +296,7 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
         )
     classes = sorted({parts[0] for parts in top})
     labels = torch.tensor([classes.index(parts[0]) for parts in top])
-    tr, te = _split(labels, cfg.test_fraction, cfg.seed)
+    tr, te = stratified_split(labels, cfg.test_fraction, cfg.seed)
     if cfg.max_train is not None:
         tr = tr[: cfg.max_train]
     train = ImageFiles([files[i] for i in tr], size, channels)

@@ -20,7 +20,7 @@ from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.common import backbone_spec, build_vit_for
 from ssl_vision.models.vit import ViTConfig, patchify, sincos_pos_embed_2d
 from ssl_vision.pretext.masked import MaskedView
-from ssl_vision.transforms.views import ViewConfig, mae_view, view_transform
+from ssl_vision.transforms.views import View, ViewConfig, mae_view
 
 
 @dataclass
@@ -80,9 +80,7 @@ class MAE(Method):
                 nn.init.zeros_(m.bias)
 
     def pretext(self) -> MaskedView:
-        return MaskedView(
-            view_transform(self.config.view, self.info), self.backbone.num_patches, self.config.mask_ratio
-        )
+        return MaskedView(View(self.config.view, self.info), self.backbone.num_patches, self.config.mask_ratio)
 
     def forward_encoder(self, images: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
         """Encode the kept patches only: ``(B, C, H, W), (B, L_keep) -> (B, 1 + L_keep, D)``."""

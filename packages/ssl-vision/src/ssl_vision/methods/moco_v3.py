@@ -22,7 +22,7 @@ from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
-from ssl_vision.transforms.views import MultiView, ViewConfig, byol_views, view_transform
+from ssl_vision.transforms.views import MultiView, View, ViewConfig, byol_views
 
 
 @dataclass
@@ -68,7 +68,7 @@ class MoCoV3(Method):
         self.momentum_encoder = EMATeacher({"backbone": self.backbone, "projector": self.projector})
 
     def pretext(self) -> MultiView:
-        return MultiView([view_transform(v, self.info) for v in self.config.views[:2]])
+        return MultiView([View(v, self.info) for v in self.config.views[:2]])
 
     def contrastive(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         t = self.config.temperature

@@ -25,7 +25,7 @@ from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
-from ssl_vision.transforms.views import MultiView, ViewConfig, view_transform
+from ssl_vision.transforms.views import MultiView, View, ViewConfig
 
 
 @dataclass
@@ -82,7 +82,7 @@ class NNCLR(Method):
         self.support = FeatureQueue(c.support_size, c.proj_dim)
 
     def pretext(self) -> MultiView:
-        view = view_transform(self.config.views, self.info)
+        view = View(self.config.views, self.info)
         return MultiView([view, view])
 
     def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> MethodOutput:

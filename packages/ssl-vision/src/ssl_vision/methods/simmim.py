@@ -18,7 +18,7 @@ from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.common import backbone_spec, build_vit_for
 from ssl_vision.models.vit import ViTConfig, patchify
 from ssl_vision.pretext.masked import MaskedView
-from ssl_vision.transforms.views import ViewConfig, mae_view, view_transform
+from ssl_vision.transforms.views import View, ViewConfig, mae_view
 
 
 @dataclass
@@ -54,9 +54,7 @@ class SimMIM(Method):
         nn.init.normal_(self.mask_token, std=0.02)
 
     def pretext(self) -> MaskedView:
-        return MaskedView(
-            view_transform(self.config.view, self.info), self.backbone.num_patches, self.config.mask_ratio
-        )
+        return MaskedView(View(self.config.view, self.info), self.backbone.num_patches, self.config.mask_ratio)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
         images, mask = batch["image"], batch["mask"]

@@ -18,7 +18,7 @@ from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
-from ssl_vision.transforms.views import MultiView, ViewConfig, byol_views, view_transform
+from ssl_vision.transforms.views import MultiView, View, ViewConfig, byol_views
 
 
 @dataclass
@@ -59,7 +59,7 @@ class VICReg(Method):
         self.expander = projection_mlp(self.backbone.embed_dim, config.proj_dim, config.proj_dim, 3)
 
     def pretext(self) -> MultiView:
-        return MultiView([view_transform(v, self.info) for v in self.config.views[:2]])
+        return MultiView([View(v, self.info) for v in self.config.views[:2]])
 
     def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> MethodOutput:
         z1, z2 = self.expander(self.backbone(torch.cat(batch[:2]))).chunk(2)  # (B, proj_dim) each

@@ -21,14 +21,16 @@ class ResNetConfig:
         width: channels of the first stage; each later stage doubles them (64 for ResNet-18).
         in_channels: channels of the input images (1 for grayscale, 3 for RGB); ``None`` in a method's
             configuration means "as the data has".
-        small_stem: 3x3 stride-1 stem without max-pool (for images of about 32 pixels or less);
-            ``False`` gives the ImageNet stem (7x7 stride 2 and a max-pool).
+        small_stem: 3x3 stem without max-pool (for images of about 32 pixels or less); ``False`` gives the
+            ImageNet stem (7x7 stride 2 and a max-pool).
+        stem_stride: stride of the small stem (1: the first stage sees the full resolution).
     """
 
     layers: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     width: int = 32
     in_channels: int | None = None
     small_stem: bool = True
+    stem_stride: int = 1
 
     @classmethod
     def resnet18(cls, in_channels: int | None = None) -> ResNetConfig:
@@ -81,7 +83,9 @@ class ResNet(nn.Module):
         w = config.width
         if config.small_stem:
             self.stem = nn.Sequential(
-                nn.Conv2d(config.in_channels, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+                nn.Conv2d(config.in_channels, w, 3, config.stem_stride, 1, bias=False),
+                nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True),
             )
         else:
             self.stem = nn.Sequential(

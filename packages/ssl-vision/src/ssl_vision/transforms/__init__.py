@@ -3,6 +3,7 @@
 from ssl_vision.transforms.views import (
     MultiCropConfig,
     MultiView,
+    View,
     ViewConfig,
     blur_kernel_size,
     byol_views,
@@ -14,6 +15,7 @@ from ssl_vision.transforms.views import (
 __all__ = [
     "MultiCropConfig",
     "MultiView",
+    "View",
     "ViewConfig",
     "blur_kernel_size",
     "byol_views",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ssl_vision.data.images import ImageInfo
+from ssl_vision.transforms import kernels as K
 
 
 @dataclass
@@ -200,42 +201,130 @@ def view_transform(cfg: ViewConfig, info: ImageInfo) -> v2.Compose:
     return v2.Compose(ops)
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the enclosed augmentations on one intra-op thread, then restore the thread count.
+# One view's random parameters, as torchvision's pipeline of that view draws them: a float vector per
+# view and image (it crosses data-loader worker boundaries as one small tensor).
+CROP = slice(0, 4)  # RandomResizedCrop's top, left, height, width
+FLIP = 4  # 1: mirrored
+JITTER = 5  # 1: colour-jittered
+ORDER = slice(6, 10)  # ColorJitter's order of brightness, contrast, saturation, hue (its fn_idx)
+FACTORS = slice(10, 14)  # ColorJitter's brightness, contrast, saturation and hue factors
+GRAYSCALE = 14  # 1: converted to grayscale
+BLUR_SIGMA = 15  # the blur's sigma in pixels; 0: not blurred
+SOLARIZE = 16  # 1: solarised
+N_PARAMS = 17
 
-    Augmenting one small image is too little work to share between threads: a 3x3 Gaussian blur of a
-    28x28 image took 0.07 ms on one thread and 23 ms on two on a loaded 2-core machine (OpenMP's
-    threads spin-wait by default, and the blur's convolution opens a parallel region). Data-loader
-    workers already run on one thread; this covers augmentation in the training process
-    (``train.num_workers=0``)."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+
+class View:
+    """One view: its random parameters drawn per image, its pixels computed per batch.
+
+    :meth:`draw` makes the random draws of :func:`view_transform`'s torchvision pipeline, in its order and
+    with its own ``make_params`` (so a seed gives the parameters that pipeline would use), and
+    :meth:`render` applies them to a batch with the kernels of :mod:`ssl_vision.transforms.kernels`, which
+    repeat torchvision's (and PIL's) arithmetic per sample. The views equal the per-image pipeline's
+    (crops within one grey level on a few pixels, the rest exactly: ``tests/test_view_kernels.py``) at a
+    fraction of its cost: per image, only a few scalar draws.
+
+    Args:
+        cfg: the view's settings.
+        info: the images' channels, size and normalisation.
+
+    Shapes:
+        - :meth:`draw`: uint8 ``(C, H, W)`` -> ``N_PARAMS`` numbers
+        - :meth:`render`: uint8 ``(B, C, H, W)`` and ``(B, N_PARAMS)`` -> normalised float ``(B, C, S, S)``
+    """
+
+    def __init__(self, cfg: ViewConfig, info: ImageInfo) -> None:
+        self.cfg, self.size = cfg, cfg.size or info.image_size
+        self.reference = view_transform(cfg, info)
+        self.mean = torch.tensor(info.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(info.std, dtype=torch.float32).view(1, -1, 1, 1)
+        # each random op of the pipeline, in order, with the slot its draw fills
+        coin = {v2.RandomHorizontalFlip: FLIP, v2.RandomGrayscale: GRAYSCALE, v2.RandomSolarize: SOLARIZE}
+        self._plan: list[tuple[str, Any, int | None]] = []
+        for op in self.reference.transforms:
+            if isinstance(op, v2.RandomResizedCrop):
+                self._plan.append(("crop", op, None))
+            elif type(op) in coin:  # a _RandomApplyTransform: applied when torch.rand(1) < p, no other draw
+                self._plan.append(("coin", op, coin[type(op)]))
+            elif isinstance(op, v2.RandomApply) and isinstance(op.transforms[0], v2.ColorJitter):
+                self._plan.append(("jitter", op, None))
+            elif isinstance(op, v2.RandomApply) and isinstance(op.transforms[0], v2.GaussianBlur):
+                self._plan.append(("blur", op, None))
+            elif not isinstance(op, (v2.ToDtype, v2.Normalize)):
+                raise TypeError(f"View cannot draw the parameters of {type(op).__name__}")
+
+    def draw(self, image: torch.Tensor) -> list[float]:
+        """The view's random parameters for ``image`` (``N_PARAMS`` numbers), drawn from torch's global
+        generator by the pipeline's own calls in the pipeline's order."""
+        p = [0.0] * N_PARAMS
+        p[ORDER] = [0.0, 1.0, 2.0, 3.0]
+        p[FACTORS] = list(K.JITTER_IDENTITY)
+        for kind, op, slot in self._plan:
+            if kind == "crop":
+                c = op.make_params([image])
+                p[CROP] = [c["top"], c["left"], c["height"], c["width"]]
+            elif kind == "coin":
+                p[slot] = float(torch.rand(1).item() < op.p)
+            elif torch.rand(1).item() < op.p:  # RandomApply: applied when torch.rand(1) < p
+                params = op.transforms[0].make_params([image])
+                if kind == "jitter":
+                    p[JITTER] = 1.0
+                    p[ORDER] = params["fn_idx"].tolist()
+                    factors = (
+                        params[n] for n in ("brightness_factor", "contrast_factor", "saturation_factor", "hue_factor")
+                    )
+                    p[FACTORS] = [K.JITTER_IDENTITY[i] if f is None else f for i, f in enumerate(factors)]
+                else:
+                    p[BLUR_SIGMA] = params["sigma"][0]
+        return p
+
+    def render(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The views of a batch of uint8 images under their drawn parameters, scaled and normalised."""
+        if images.shape[1] not in (1, 3):
+            raise ValueError(f"views take 1- or 3-channel images, got {images.shape[1]} channels")
+        top, left, height, width = params[:, CROP].long().unbind(1)
+        x = K.resized_crop(images, top, left, height, width, params[:, FLIP].bool(), self.size)
+        x = K.color_jitter(x, params[:, JITTER].bool(), params[:, ORDER].long(), params[:, FACTORS])
+        if (gray := params[:, GRAYSCALE].bool()).any():
+            x[gray] = K.rgb_to_grayscale(x[gray])
+        if (blur := params[:, BLUR_SIGMA] > 0).any():
+            x[blur] = K.pil_gaussian_blur(x[blur], params[blur, BLUR_SIGMA])
+        if (sol := params[:, SOLARIZE].bool()).any():
+            x[sol] = K.solarize(x[sol])
+        return x.mul_(1.0 / 255).sub_(self.mean).div_(self.std)  # torchvision's ToDtype(scale=True), Normalize
 
 
 class MultiView:
-    """Apply several view transforms to one image; returns a tuple of views (picklable for workers)."""
+    """Several views of each image: drawn per image (in data-loader workers, under the trainer's per-sample
+    seed), computed per batch in :meth:`collate` (the trainer batches with a pretext's ``collate``).
 
-    def __init__(self, transforms: Sequence[Callable]) -> None:
-        self.transforms = list(transforms)
+    Args:
+        views: one :class:`View` per output view (the same object may appear several times: each is its own
+            draw).
 
-    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with one_thread():
-            return tuple(t(image) for t in self.transforms)
+    Shapes:
+        - call: uint8 ``(C, H, W)`` -> ``(image, V lists of N_PARAMS numbers)``
+        - :meth:`collate`: a list of those -> a tuple of ``V`` tensors ``(B, C, S_v, S_v)``
+    """
+
+    def __init__(self, views: Sequence[View]) -> None:
+        self.views = list(views)
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, list[list[float]]]:
+        return image, [v.draw(image) for v in self.views]
+
+    def collate(self, items: Sequence[tuple[torch.Tensor, list[list[float]]]]) -> tuple[torch.Tensor, ...]:
+        """Render the views of a batch of drawn items."""
+        images = torch.stack([image for image, _ in items])
+        params = torch.tensor([p for _, p in items])  # (B, V, N_PARAMS)
+        return tuple(v.render(images, params[:, i]) for i, v in enumerate(self.views))
 
 
 def multicrop_transform(cfg: MultiCropConfig, info: ImageInfo) -> MultiView:
     """The views of multi-crop: the global views first, then ``n_local`` local views.
 
     Shapes:
-        - output: ``len(global_views)`` tensors ``(C, S, S)``, then ``n_local`` tensors ``(C, s, s)``
+        - collated: ``len(global_views)`` tensors ``(B, C, S, S)``, then ``n_local`` tensors ``(B, C, s, s)``
     """
-    local = view_transform(cfg.local_view, info)
-    return MultiView([view_transform(v, info) for v in cfg.global_views] + [local] * cfg.n_local)
+    local = View(cfg.local_view, info)
+    return MultiView([View(v, info) for v in cfg.global_views] + [local] * cfg.n_local)

@@ -25,6 +25,8 @@ class ProbeConfig:
             small graph data sets (InfoGraph, GraphMAE: 10). ``0``: off.
         cv_classifier: the classifier of that probe, ``svm`` (linear SVM), ``svm_rbf`` (GraphMAE's RBF SVM) or
             ``logreg``.
+        cache: reuse the scores of a row whose embeddings, labels and settings equal an earlier row's (the
+            untrained backbone and the raw input of every run of a recipe; :mod:`ssl_core.eval.cache`).
     """
 
     enabled: bool = True
@@ -36,6 +38,7 @@ class ProbeConfig:
     seed: int = 0
     cv_folds: int = 0
     cv_classifier: str = "svm"
+    cache: bool = True
 
     def __post_init__(self) -> None:
         if self.k < 1:

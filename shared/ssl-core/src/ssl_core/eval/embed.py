@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from ssl_core.data import DataBundle, LabeledSplit
+from ssl_core.data import DataBundle, LabeledSplit, class_permutations
+from ssl_core.eval.cache import ProbeCache, probe_key
 from ssl_core.eval.config import ProbeConfig
 from ssl_core.eval.crossval import cross_val_accuracy
 from ssl_core.eval.knn import knn_accuracy
@@ -42,22 +45,24 @@ def embed_inputs(
 
 def stratified_subset(split: LabeledSplit, size: int | None, seed: int = 0) -> LabeledSplit:
     """A class-stratified random subset of ``size`` samples (the whole split when ``size`` is ``None``
-    or not smaller than it)."""
+    or not smaller than it).
+
+    Unlike :func:`ssl_core.data.stratified_split`, which holds out a share of every class, this keeps a fixed
+    total: each class gets its share of ``size`` rounded down, and the remainder goes to the classes with
+    the largest fractional parts (so a class can get no sample at all). The samples of each class are the
+    first of :func:`ssl_core.data.class_permutations`.
+    """
     n = len(split.labels)
     if size is None or size >= n:
         return split
-    g = torch.Generator().manual_seed(seed)
     labels = split.labels.long()
-    picked = []
-    classes, counts = labels.unique(return_counts=True)
+    counts = labels.unique(return_counts=True)[1]
     quota = (counts.double() * size / n).floor().long()
     # hand the rounding remainder to the classes with the largest fractional parts
     rest = size - int(quota.sum())
     frac = counts.double() * size / n - quota
     quota[frac.argsort(descending=True)[:rest]] += 1
-    for c, q in zip(classes, quota, strict=True):
-        idx = (labels == c).nonzero().squeeze(1)
-        picked.append(idx[torch.randperm(len(idx), generator=g)[: int(q)]])
+    picked = [idx[: int(q)] for idx, q in zip(class_permutations(labels, seed), quota, strict=True)]
     keep = torch.cat(picked).sort().values
     return LabeledSplit(Subset(split.inputs, keep.tolist()), labels[keep], split.class_names)
 
@@ -67,9 +72,14 @@ def probe_table(
     embedders: Mapping[str, Callable[[Any], torch.Tensor]],
     config: ProbeConfig,
     device: torch.device | str = "cpu",
+    embeddings: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     backbones: Mapping[str, nn.Module | None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score each embedding function (and the raw input, when the modality defines it) with the probes.
+
+    A row's kNN, linear and cross-validated scores come from the probe cache (:mod:`ssl_core.eval.cache`)
+    when an earlier row had bit for bit the same embeddings, labels and settings (the untrained backbone and
+    the raw input of every run of a recipe), unless ``config.cache`` is off.
 
     Args:
         bundle: the data; its ``probe_train`` / ``probe_test`` splits are used.
@@ -77,6 +87,8 @@ def probe_table(
             ``{"pretrained": method.embed, "random_init": untrained.embed}``.
         config: probe settings (``train_size`` selects a stratified subset of ``probe_train``).
         device: where the embedders compute.
+        embeddings: if given, filled with each row's ``(train, test)`` embeddings (the test embeddings of
+            the whole ``probe_test`` split), e.g. to plot them without embedding again.
         backbones: row name -> the network behind the row, handed to the extra probes that train it
             (fine-tuning, :mod:`ssl_core.eval.finetune`); a row missing here gets ``None``. ``None``: each row
             given as a bound ``method.embed`` gets that method's ``backbone`` (see :func:`row_backbones`).
@@ -95,29 +107,55 @@ def probe_table(
     nets = row_backbones(embedders) if backbones is None else dict(backbones)
     if bundle.raw_features is not None:
         rows["raw_input"] = bundle.raw_features
-    table = {}
+    cache = ProbeCache() if config.cache else None
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("enabled", "batch_size", "cache")}
+    table, cached = {}, []
     for name, fn in rows.items():
         dev = "cpu" if name == "raw_input" else device
         kw = dict(batch_size=config.batch_size, device=dev, collate_fn=bundle.collate_fn)
-        e_train = embed_inputs(fn, train.inputs, desc=f"embed {name} (train)", **kw)
-        e_test = embed_inputs(fn, test.inputs, desc=f"embed {name} (test)", **kw)
-        row = {"knn_top1": knn_accuracy(e_train, train.labels, e_test, test.labels, config.k, config.knn_temperature)}
-        if config.linear:
-            row["linear_top1"] = linear_probe(e_train, train.labels, e_test, test.labels, seed=config.seed).top1
-        if config.cv_folds:
-            cv = cross_val_accuracy(
-                torch.cat([e_train, e_test]),
-                torch.cat([train.labels, test.labels]),
-                folds=config.cv_folds,
-                classifier=config.cv_classifier,
-                seed=config.seed,
-            )
-            row["cv_top1"], row["cv_std"] = cv.mean, cv.std
+        with record_function(f"probe/embed {name}"):  # named ranges: benchmarks/profile_run.py reads them
+            e_train = embed_inputs(fn, train.inputs, desc=f"embed {name} (train)", **kw)
+            e_test = embed_inputs(fn, test.inputs, desc=f"embed {name} (test)", **kw)
+        if embeddings is not None:
+            embeddings[name] = (e_train, e_test)
+        key = probe_key(e_train, train.labels, e_test, test.labels, settings) if cache else None
+        row = cache.get(key) if cache else None
+        if row is not None:
+            cached.append(name)
+        else:
+            row = _score(e_train, train.labels, e_test, test.labels, config)
+            if cache:
+                cache.put(key, row)
         for column, probe in bundle.extra_probes.items():
             if (score := probe(name, fn, dev, nets.get(name))) is not None:
                 row[column] = score
         table[name] = {k: round(v, 4) for k, v in row.items()}
+    if cached:
+        print(
+            f"probes: {', '.join(cached)} scored before with the same embeddings (cache {cache.root})", file=sys.stderr
+        )
     return table
+
+
+def _score(
+    e_train: torch.Tensor, y_train: torch.Tensor, e_test: torch.Tensor, y_test: torch.Tensor, config: ProbeConfig
+) -> dict[str, float]:
+    """The kNN, linear and (with ``cv_folds``) cross-validated scores of one row of embeddings."""
+    with record_function("probe/knn"):
+        row = {"knn_top1": knn_accuracy(e_train, y_train, e_test, y_test, config.k, config.knn_temperature)}
+    if config.linear:
+        with record_function("probe/linear"):
+            row["linear_top1"] = linear_probe(e_train, y_train, e_test, y_test, seed=config.seed).top1
+    if config.cv_folds:
+        cv = cross_val_accuracy(
+            torch.cat([e_train, e_test]),
+            torch.cat([y_train, y_test]),
+            folds=config.cv_folds,
+            classifier=config.cv_classifier,
+            seed=config.seed,
+        )
+        row["cv_top1"], row["cv_std"] = cv.mean, cv.std
+    return row
 
 
 def row_backbones(embedders: Mapping[str, Callable[[Any], torch.Tensor]]) -> dict[str, nn.Module | None]:

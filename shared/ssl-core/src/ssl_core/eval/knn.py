@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ssl_core.eval._checks import check_embeddings
+
 
 def knn_predict(
     train_emb: torch.Tensor,
@@ -34,10 +36,7 @@ def knn_predict(
         - train_emb: ``(N, D)``, train_y: ``(N,)``, test_emb: ``(M, D)``
         - output: ``(M,)`` predicted labels
     """
-    if train_emb.ndim != 2 or test_emb.ndim != 2 or train_emb.shape[1] != test_emb.shape[1]:
-        raise ValueError(
-            f"expected (N, D) and (M, D) embeddings, got {tuple(train_emb.shape)} and {tuple(test_emb.shape)}"
-        )
+    check_embeddings(train_emb, test_emb)
     if len(train_emb) != len(train_y) or len(train_emb) == 0:
         raise ValueError(f"need as many labels as training embeddings (>0), got {len(train_y)} for {len(train_emb)}")
     num_classes = int(train_y.max()) + 1 if num_classes is None else num_classes

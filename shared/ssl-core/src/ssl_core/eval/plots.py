@@ -11,6 +11,8 @@ import torch
 
 from ssl_core.data import LabeledSplit
 from ssl_core.eval.embed import embed_inputs, stratified_subset
+from ssl_core.io import atomic_write
+from ssl_core.threads import num_threads
 
 EMBEDDINGS_PLOT = "embeddings.png"
 
@@ -24,20 +26,23 @@ def tsne_2d(embeddings: torch.Tensor, seed: int = 0, perplexity: float = 30.0, m
         embeddings: one row per sample.
         seed: seeds t-SNE's initialisation.
         perplexity: t-SNE's effective number of neighbours (capped below the number of samples).
-        max_iter: optimisation steps (at least 250); 500 keeps 2,000 points at a few seconds on 2 cores.
+        max_iter: optimisation steps (at least 250); 500 keeps 2,000 points at about 4 s on 2 cores (on one
+            thread, :func:`ssl_core.threads.num_threads`: 7 s on two).
 
     Shapes:
         - embeddings: ``(N, D)`` with ``N >= 3``
         - output: ``(N, 2)``
     """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     n = len(embeddings)
     if n < 3:
         raise ValueError(f"t-SNE needs at least 3 samples, got {n}")
     x = torch.nn.functional.normalize(embeddings.float(), dim=1).numpy()
     tsne = TSNE(2, perplexity=min(perplexity, (n - 1) / 3), init="pca", random_state=seed, max_iter=max_iter)
-    return tsne.fit_transform(x)
+    with threadpool_limits(1), num_threads(1):
+        return tsne.fit_transform(x)
 
 
 def plot_embedding_map(
@@ -73,10 +78,11 @@ def plot_embedding_map(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path, fsync=False) as tmp:  # a plot is redrawn by `selfsup eval`; no need to flush
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -89,6 +95,7 @@ def plot_test_embeddings(
     device: torch.device | str = "cpu",
     collate_fn: Callable | None = None,
     title: str = "",
+    embeddings: torch.Tensor | None = None,
 ) -> Path:
     """Embed a class-stratified subset of ``size`` test inputs, map them with :func:`tsne_2d` and save the
     scatter plot (a few seconds for 2,000 points), its legend naming the split's ``class_names`` when it has them.
@@ -101,9 +108,16 @@ def plot_test_embeddings(
         device: where ``embed_fn`` computes.
         collate_fn: how to batch the inputs.
         title: the start of the figure title (the number of points and "t-SNE" follow).
+        embeddings: the embeddings of the whole split, when they are at hand (then nothing is embedded).
+
+    Shapes:
+        - embeddings: ``(len(split.inputs), D)``
     """
     sub = stratified_subset(split, size, seed)
-    emb = embed_inputs(embed_fn, sub.inputs, device=device, collate_fn=collate_fn)
+    if embeddings is not None:
+        emb = embeddings if sub is split else embeddings[torch.as_tensor(sub.inputs.indices)]
+    else:
+        emb = embed_inputs(embed_fn, sub.inputs, device=device, collate_fn=collate_fn)
     title = f"{title}: " if title else ""
     return plot_embedding_map(
         tsne_2d(emb, seed),

@@ -1,7 +1,7 @@
 """Helpers for tests of the core and of modality packages: a toy method, a fixed-batch fit, a process runner."""
 
 from ssl_core.testing.distributed import run_distributed
-from ssl_core.testing.fit import fit_fixed_batch
+from ssl_core.testing.fit import fit_fixed_batch, pretext_batch
 from ssl_core.testing.toy import ToyConfig, ToyMethod, toy_dataset
 
-__all__ = ["ToyConfig", "ToyMethod", "fit_fixed_batch", "run_distributed", "toy_dataset"]
+__all__ = ["ToyConfig", "ToyMethod", "fit_fixed_batch", "pretext_batch", "run_distributed", "toy_dataset"]

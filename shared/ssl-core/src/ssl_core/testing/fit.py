@@ -1,13 +1,22 @@
-"""Train a method on one fixed batch: the convergence check every modality's tests share."""
+"""Train a method on one fixed batch (the convergence check every modality's tests share), and build that batch."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from ssl_core.method import Method
+
+
+def pretext_batch(method: Method, samples: Sequence[Any]) -> Any:
+    """One training batch of ``samples`` as the trainer builds it: the method's pretext applied to each
+    sample (drawing from torch's global generator, so seed it first), then the method's collate (torch's
+    ``default_collate`` when it has none)."""
+    pretext = method.pretext()
+    return (method.collate() or default_collate)([pretext(s) for s in samples])
 
 
 def fit_fixed_batch(

@@ -1,6 +1,8 @@
-"""A modality object for the discovery tests (entry points must name an importable object)."""
+"""A modality object for the discovery, run and export tests (entry points must name an importable object)."""
 
 from dataclasses import dataclass
+
+from torch import nn
 
 from ssl_core.modality import DataBundle, Modality, Recipe
 from ssl_core.testing.toy import ToyConfig, ToyMethod, toy_dataset
@@ -19,6 +21,11 @@ def _load(cfg: ToyDataConfig) -> DataBundle:
     return DataBundle(train=toy_dataset(cfg.n), info=None, description=f"{cfg.n} random vectors")
 
 
+def _linear_backbone(config: dict) -> nn.Module:
+    """Rebuild :class:`ToyMethod`'s backbone from its :class:`~ssl_core.method.BackboneSpec` config."""
+    return nn.Linear(config["dim"], config["embed_dim"])
+
+
 modality = Modality(
     name="toy",
     summary="random vectors, for tests",
@@ -27,6 +34,6 @@ modality = Modality(
     recipes=Modality.recipe_map(
         Recipe("tiny", ToyMethod, ToyConfig(), "toy contrastive method", train=TrainConfig(lr=0.5))
     ),
-    backbones={},
+    backbones={"linear": _linear_backbone},
 )
 not_a_modality = object()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -25,11 +26,13 @@ from ssl_core import distributed as D
 from ssl_core.errors import CheckpointError, DataError, SelfsupError
 from ssl_core.method import Method
 from ssl_core.train.checkpoint import (
+    check_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     load_weights,
     optimizer_state_from_flat,
     optimizer_state_to_flat,
+    resume_fix,
     save_checkpoint,
 )
 from ssl_core.train.config import TrainConfig
@@ -220,7 +223,9 @@ class Trainer:
         path = latest_checkpoint(self.ckpt_dir) if source is True else Path(source)
         if path is None:
             raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_dir}")
-        ckpt = load_checkpoint(path)
+        fix = resume_fix(path)
+        check_checkpoint(path, fix=fix)
+        ckpt = load_checkpoint(path, fix=fix)
         st = ckpt.state
         if st["num_samples"] != len(self.dataset) or st["steps_per_epoch"] != self.steps_per_epoch:
             raise CheckpointError(
@@ -228,7 +233,7 @@ class Trainer:
                 f"but this run has {len(self.dataset)} and {self.steps_per_epoch}: the data or batch size changed; "
                 "resume with the same settings or start a new run"
             )
-        load_weights(self.method, path)
+        load_weights(self.method, path, fix=fix)
         optimizer.load_state_dict(optimizer_state_from_flat(ckpt.tensors, st["optimizer"]))
         match_state_layout(optimizer)
         if st.get("scaler") and scaler.is_enabled():
@@ -331,14 +336,20 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, logs = 0.0, {}
                 for i in range(c.accumulate_steps):
-                    batch = to_device(next(batches), dev, c.channels_last)
+                    with record_function("train/data"):  # named ranges: benchmarks/profile_run.py reads them
+                        batch = to_device(next(batches), dev, c.channels_last)
                     sync = contextlib.nullcontext()
                     if self.dist.distributed and i < c.accumulate_steps - 1:
                         sync = model.no_sync()
-                    with sync, torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        out = model(batch)
-                        loss = out.loss / c.accumulate_steps
-                    scaler.scale(loss).backward()
+                    with sync:
+                        with (
+                            record_function("train/forward"),
+                            torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+                        ):
+                            out = model(batch)
+                            loss = out.loss / c.accumulate_steps
+                        with record_function("train/backward"):
+                            scaler.scale(loss).backward()
                     loss_sum += float(loss.detach())
                     for k, v in out.logs.items():
                         logs[k] = logs.get(k, 0.0) + float(v) / c.accumulate_steps
@@ -349,12 +360,13 @@ class Trainer:
                         "set train.clip_grad (e.g. 1.0) or use train.amp=none"
                         + (f"; the last good checkpoint is {last}" if last else "")
                     )
-                if c.clip_grad is not None:
-                    scaler.unscale_(optimizer)
-                    logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(method.parameters(), c.clip_grad))
-                scaler.step(optimizer)
-                scaler.update()
-                method.after_optimizer_step(step, values)
+                with record_function("train/optimizer"):
+                    if c.clip_grad is not None:
+                        scaler.unscale_(optimizer)
+                        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(method.parameters(), c.clip_grad))
+                    scaler.step(optimizer)
+                    scaler.update()
+                    method.after_optimizer_step(step, values)
                 step += 1
 
                 now = time.perf_counter()
@@ -407,9 +419,11 @@ class Trainer:
                     stop_reason = "interrupted" if signals.requested else "max_minutes"
                     break
                 if c.checkpoint_every and step % c.checkpoint_every == 0 and step < self.total_steps:
-                    ckpt_path = self._save(step, optimizer, scaler, elapsed)
+                    with record_function("train/checkpoint"):
+                        ckpt_path = self._save(step, optimizer, scaler, elapsed)
         elapsed = elapsed_before + (time.perf_counter() - t_start)
-        ckpt_path = self._save(step, optimizer, scaler, elapsed)
+        with record_function("train/checkpoint"):
+            ckpt_path = self._save(step, optimizer, scaler, elapsed)
         if bar is not None:
             bar.close()
         logger.close()
