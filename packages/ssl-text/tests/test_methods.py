@@ -8,13 +8,13 @@ from ssl_text.data.lexicon import load_lexicon
 from ssl_text.data.text import TextSample
 from ssl_text.methods.causal_lm import CausalLM, CausalLMConfig
 from ssl_text.methods.code_switch import CodeSwitchConfig, CodeSwitchRestore, code_switch
-from ssl_text.methods.common import pad_targets
 from ssl_text.methods.electra import Electra, ElectraConfig
-from ssl_text.methods.mlm import MLM, MLMConfig, MLMPretext, collate_corrupted
+from ssl_text.methods.mlm import MLM, MLMConfig
 from ssl_text.methods.rts import RTS, RTSConfig
 from ssl_text.methods.slm import SLM, SLMConfig
 from ssl_text.methods.t5_span import T5SpanConfig, T5SpanCorruption, sentinel_corruption
 from ssl_text.models.backbones import TextBackboneConfig
+from ssl_text.pretext import MLMPretext, collate_with_labels, pad_targets
 from ssl_text.tokenization import FIRST_SENTINEL_ID, MASK_ID, NUM_SPECIAL, encode, to_transformers, tokenizer_from_json
 
 CORPUS = [
@@ -49,7 +49,7 @@ def test_mlm_masking_proportions_match_datacollator(tiny_info):
     ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
     torch.manual_seed(0)
     pretext = MLMPretext(tiny_info.vocab_size, 0.15, 0.8, 0.1)
-    ours = collate_corrupted([pretext(TextSample(row.tolist(), "", -1)) for row in ids])
+    ours = collate_with_labels([pretext(TextSample(row.tolist(), "", -1)) for row in ids])
     hf_tok = to_transformers(tokenizer_from_json(tiny_info.tokenizer), 20)
     collator = DataCollatorForLanguageModeling(hf_tok, mlm_probability=0.15, seed=0)
     theirs = collator([{"input_ids": row.tolist()} for row in ids])

@@ -98,3 +98,36 @@ def test_center_is_an_ema_of_batch_means():
         torch.testing.assert_close(center.center, expected)
     with pytest.raises(ConfigError):
         Center(3, momentum=2.0)
+
+
+def test_ema_teacher_of_several_parts_registers_each_part_once():
+    """BYOL's and DINO's teacher follows several parts of the method, passed as a mapping at each update."""
+
+    class TwoParts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.backbone, self.head = _student(), nn.Linear(3, 2)
+            self.teacher = EMATeacher({"backbone": self.backbone, "head": self.head})
+
+        def parts(self) -> dict[str, nn.Module]:
+            return {"backbone": self.backbone, "head": self.head}
+
+    m = TwoParts()
+    keys = list(m.state_dict())
+    assert not any(k.startswith(("parts", "student")) for k in keys)  # the student is saved once, as itself
+    assert {k.removeprefix("teacher.module.") for k in keys if k.startswith("teacher.")} == {
+        k for k in keys if not k.startswith("teacher.")
+    }
+    with torch.no_grad():
+        for p in [*m.backbone.parameters(), *m.head.parameters()]:
+            p.add_(1.0)
+    before = {k: v.clone() for k, v in m.teacher.module.state_dict().items()}
+    m.teacher.update(m.parts(), 0.75)
+    live = nn.ModuleDict(m.parts()).state_dict()
+    for name, p in m.teacher.module.named_parameters():
+        torch.testing.assert_close(p, 0.75 * before[name] + 0.25 * live[name], msg=name)
+    for name, b in m.teacher.module.named_buffers():
+        torch.testing.assert_close(b, live[name], msg=name)
+    with pytest.raises(ConfigError, match="mapping of parts"):
+        m.teacher.update({"backbone": m.backbone}, 0.5)  # a part missing

@@ -86,8 +86,8 @@ def test_hooks_receive_schedules_and_ema_follows(tmp_path):
     assert {"lr", "weight_decay", "ema_momentum", "toy_ramp"} <= first.keys()
     assert first["ema_momentum"] == pytest.approx(0.5) and last["ema_momentum"] == pytest.approx(0.9)
     assert first["toy_ramp"] == 0.0 and last["toy_ramp"] == 1.0
-    assert not torch.equal(m.ema.weight, m.backbone.weight)  # it lags behind
-    assert "ema.weight" in m.state_dict()  # and is checkpointed with the method
+    assert not torch.equal(m.ema.module.weight, m.backbone.weight)  # it lags behind
+    assert "ema.module.weight" in m.state_dict()  # and is checkpointed with the method
 
 
 def test_run_outputs_and_checkpoint_interval(tmp_path):

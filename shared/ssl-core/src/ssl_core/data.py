@@ -59,10 +59,12 @@ class DataBundle:
         collate_fn: how to batch probe inputs (``None``: torch's default).
         raw_features: maps a batch of probe inputs to the "raw input" baseline features
             (``None``: no such baseline for this modality).
-        extra_probes: further scores of every probe row, ``column -> fn(row_name, embed, device) -> float``,
-            where ``embed`` is the row's embedding function (``raw_features`` for ``raw_input``) and ``device``
-            where it computes; e.g. a retrieval MRR@10 on data with query/target pairs. A function returns
-            ``None`` where it does not apply.
+        extra_probes: further scores of every probe row,
+            ``column -> fn(row_name, embed, device, backbone) -> float``, where ``embed`` is the row's embedding
+            function (``raw_features`` for ``raw_input``), ``device`` where it computes, and ``backbone`` the
+            network behind the row (``None`` for ``raw_input``), for probes that train it; e.g. a retrieval
+            MRR@10 on data with query/target pairs, or the fine-tuning curve of
+            :func:`ssl_core.eval.finetune_curve_probes`. A function returns ``None`` where it does not apply.
     """
 
     train: Sequence[Any] | Dataset
@@ -72,7 +74,7 @@ class DataBundle:
     probe_test: LabeledSplit | None = None
     collate_fn: Callable | None = None
     raw_features: Callable[[Any], torch.Tensor] | None = flatten_features
-    extra_probes: Mapping[str, Callable[[str, Callable[[Any], torch.Tensor], Any], float | None]] = field(
+    extra_probes: Mapping[str, Callable[[str, Callable[[Any], torch.Tensor], Any, Any], float | None]] = field(
         default_factory=dict
     )
 

@@ -2,7 +2,7 @@
 user files."""
 
 from ssl_graph.data.evolving import from_slot_edges, load_slot_csv, urban_mobility
-from ssl_graph.data.graphs import DATASETS, GraphDataConfig, GraphInfo, collate_graphs, load_data
+from ssl_graph.data.graphs import DATASETS, GraphDataConfig, GraphInfo, collate_graphs, collate_views, load_data
 from ssl_graph.data.neighborhood import EgoGraphs, NeighborhoodSampler
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "GraphInfo",
     "NeighborhoodSampler",
     "collate_graphs",
+    "collate_views",
     "from_slot_edges",
     "load_data",
     "load_slot_csv",

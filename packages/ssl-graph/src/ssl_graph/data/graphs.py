@@ -103,8 +103,14 @@ class GraphInfo:
 
 
 def collate_graphs(items: list[Data]) -> Batch:
-    """Batch probe inputs (graphs or neighbourhoods) into one disjoint-union ``Batch``."""
+    """Batch graphs (or neighbourhoods) into one disjoint-union ``Batch``: the probe inputs, and the training
+    items of methods whose pretext returns one graph."""
     return Batch.from_data_list(items)
+
+
+def collate_views(items: list[tuple[Data, ...]]) -> tuple[Batch, ...]:
+    """Batch a list of view tuples into a tuple of batches, one per view (methods whose pretext returns views)."""
+    return tuple(Batch.from_data_list(list(views)) for views in zip(*items, strict=True))
 
 
 def raw_graph_features(batch: Batch) -> torch.Tensor:

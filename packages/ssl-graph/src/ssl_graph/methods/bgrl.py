@@ -19,11 +19,10 @@ from torch_geometric.data import Batch
 from ssl_core.losses import negative_cosine
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_core.teacher import EMATeacher
-from ssl_graph.data.graphs import GraphInfo
-from ssl_graph.methods.common import build_backbone, collate_views, gnn_spec
-from ssl_graph.methods.grace import grace_view
+from ssl_graph.data.graphs import GraphInfo, collate_views
+from ssl_graph.methods.common import build_backbone, gnn_spec
 from ssl_graph.models.encoder import EncoderConfig
-from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment
+from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment, grace_view
 
 
 @dataclass

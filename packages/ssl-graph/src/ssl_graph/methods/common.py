@@ -1,9 +1,7 @@
-"""Pieces graph methods share: the encoder for the data, its export spec, heads and view batching."""
+"""Scaffolding every graph method builds on: the encoder for the data and its export spec. Heads live in
+:mod:`ssl_graph.models.heads`, masks in :mod:`ssl_graph.pretext`, batching in :mod:`ssl_graph.data.graphs`."""
 
 from __future__ import annotations
-
-from torch import nn
-from torch_geometric.data import Batch, Data
 
 from ssl_core.method import BackboneSpec
 from ssl_graph.data.graphs import GraphInfo
@@ -28,27 +26,3 @@ def gnn_spec(encoder: GraphEncoder, info: GraphInfo) -> BackboneSpec:
             "inputs (neighbourhoods) also carry center_index, the position of each centre node",
         },
     )
-
-
-def mlp_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """``Linear -> ReLU -> Linear``: the projection head of GraphCL, GRACE and InfoGraph.
-
-    Shapes:
-        - input: ``(B, in_dim)``; output: ``(B, out_dim)``
-    """
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
-
-
-def collate_views(items: list[tuple[Data, ...]]) -> tuple[Batch, ...]:
-    """Batch a list of view tuples into a tuple of batches, one per view."""
-    return tuple(Batch.from_data_list(list(views)) for views in zip(*items, strict=True))
-
-
-def collate_graphs(items: list[Data]) -> Batch:
-    """Batch single graphs (methods whose pretext returns one graph)."""
-    return Batch.from_data_list(items)
-
-
-def unchanged(data: Data) -> Data:
-    """The pretext of methods that corrupt inside the forward pass: the training item is the graph itself."""
-    return data

@@ -5,7 +5,7 @@ encode the real and the corrupted graph with the same GNN, summarise the real gr
 ``s = sigmoid(mean of its node embeddings)``, and train a bilinear discriminator ``D(h, s) = h^T W s``
 to tell real nodes (label 1) from corrupted ones (label 0) with binary cross entropy (eq. 1). In a batch
 of graphs (or of node neighbourhoods) each node is scored against the summary of its own graph, the
-setting the paper uses for the multi-graph PPI data.
+setting the paper uses for the multi-graph PPI data. The objective is ``ssl_core.losses.dgi_loss``.
 """
 
 from __future__ import annotations
@@ -13,40 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
+from ssl_core.losses import dgi_loss
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo
-from ssl_graph.methods.common import build_backbone, collate_graphs, gnn_spec, unchanged
+from ssl_graph.data.graphs import GraphInfo, collate_graphs
+from ssl_graph.methods.common import build_backbone, gnn_spec
 from ssl_graph.models.encoder import EncoderConfig
-
-
-def dgi_loss(
-    h_real: torch.Tensor, h_fake: torch.Tensor, summary: torch.Tensor, graph_index: torch.Tensor, weight: torch.Tensor
-) -> torch.Tensor:
-    """DGI's objective (eq. 1): mean binary cross entropy of the bilinear discriminator over real and
-    corrupted nodes, each scored against the summary of its graph.
-
-    Args:
-        h_real: node embeddings of the real graphs.
-        h_fake: node embeddings of the corrupted graphs (same nodes, shuffled features).
-        summary: one summary vector per graph.
-        graph_index: the graph of each node.
-        weight: the bilinear form ``W``.
-
-    Shapes:
-        - h_real, h_fake: ``(N, D)``, summary: ``(B, D)``, graph_index: ``(N,)``, weight: ``(D, D)``
-        - output: scalar
-    """
-    s = summary[graph_index]  # (N, D): each node's own summary
-    pos = ((h_real @ weight) * s).sum(1)
-    neg = ((h_fake @ weight) * s).sum(1)
-    logits = torch.cat([pos, neg])
-    labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
-    return F.binary_cross_entropy_with_logits(logits, labels)
+from ssl_graph.transforms.augment import Identity
 
 
 @dataclass
@@ -77,8 +53,8 @@ class DGI(Method):
         self.weight = nn.Parameter(torch.empty(d, d))
         nn.init.xavier_uniform_(self.weight)
 
-    def pretext(self):
-        return unchanged
+    def pretext(self) -> Identity:
+        return Identity()
 
     def collate(self):
         return collate_graphs

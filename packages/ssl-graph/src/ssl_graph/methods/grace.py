@@ -17,16 +17,11 @@ from torch_geometric.data import Batch
 from ssl_core.errors import ConfigError
 from ssl_core.losses import nt_xent
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo
-from ssl_graph.methods.common import build_backbone, collate_views, gnn_spec, mlp_head
+from ssl_graph.data.graphs import GraphInfo, collate_views
+from ssl_graph.methods.common import build_backbone, gnn_spec
 from ssl_graph.models.encoder import EncoderConfig
-from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment
-
-
-def grace_view(edge_p: float, feat_p: float) -> AugmentConfig:
-    """A view that removes edges with probability ``edge_p`` and masks feature columns with ``feat_p``."""
-    pool = ["drop_edges", "mask_features"]
-    return AugmentConfig(pool=pool, strength=edge_p, feature_strength=feat_p, choose_one=False)
+from ssl_graph.models.heads import mlp_head
+from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment, grace_view
 
 
 @dataclass

@@ -22,9 +22,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo
-from ssl_graph.methods.common import build_backbone, collate_graphs, gnn_spec, unchanged
+from ssl_graph.data.graphs import GraphInfo, collate_graphs
+from ssl_graph.methods.common import build_backbone, gnn_spec
 from ssl_graph.models.encoder import EncoderConfig
+from ssl_graph.transforms.augment import Identity
 
 
 def local_global_jsd(local: torch.Tensor, global_: torch.Tensor, graph_index: torch.Tensor) -> torch.Tensor:
@@ -98,8 +99,8 @@ class InfoGraph(Method):
         self.local_d = FF(self.backbone.node_dim)
         self.global_d = FF(self.backbone.embed_dim)
 
-    def pretext(self):
-        return unchanged
+    def pretext(self) -> Identity:
+        return Identity()
 
     def collate(self):
         return collate_graphs

@@ -7,10 +7,14 @@ weights whose combination of the task gradients on the shared encoder has minimu
 that decreases every task (a step towards the Pareto front). The weighting is the core's
 ``MultiTaskLoss(weighting="mgda")``. Tasks (names as in the paper's code), each with its own head:
 
-- ``link`` (P-Link): link prediction on hidden edges (:mod:`.linkpred`);
-- ``ming`` (P-Ming): node-graph mutual information, DGI's discriminator (:mod:`.dgi`);
-- ``minsg`` (P-MinSG): node-level contrast between two corrupted views (GRACE's NT-Xent, :mod:`.grace`);
-- ``recon`` (P-Recon): masked feature reconstruction, GraphMAE's head (:mod:`.graphmae`).
+- ``link`` (P-Link): link prediction on hidden edges (``ssl_graph.models.heads.link_prediction_loss``, as
+  :mod:`.linkpred`);
+- ``ming`` (P-Ming): node-graph mutual information, DGI's discriminator (``ssl_core.losses.dgi_loss``, as
+  :mod:`.dgi`);
+- ``minsg`` (P-MinSG): node-level contrast between two corrupted views (GRACE's views and NT-Xent, as
+  :mod:`.grace`);
+- ``recon`` (P-Recon): masked feature reconstruction (``ssl_graph.models.heads.MaskedFeatureHead``, GraphMAE's
+  head, as :mod:`.graphmae`).
 
 The paper's fifth task, P-Decor (CCA-SSG's decorrelation), is not implemented.
 """
@@ -25,17 +29,14 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
 from ssl_core.errors import ConfigError
-from ssl_core.losses import nt_xent
+from ssl_core.losses import dgi_loss, nt_xent
 from ssl_core.losses.multitask import MultiTaskLoss
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo
-from ssl_graph.methods.common import build_backbone, collate_views, gnn_spec, mlp_head
-from ssl_graph.methods.dgi import dgi_loss
-from ssl_graph.methods.grace import grace_view
-from ssl_graph.methods.graphmae import GraphMAEConfig, MaskedFeatureHead
-from ssl_graph.methods.linkpred import link_prediction_step
+from ssl_graph.data.graphs import GraphInfo, collate_views
+from ssl_graph.methods.common import build_backbone, gnn_spec
 from ssl_graph.models.encoder import EncoderConfig
-from ssl_graph.transforms.augment import AugmentConfig, GraphViews, Identity, build_augment
+from ssl_graph.models.heads import MaskedFeatureConfig, MaskedFeatureHead, link_prediction_loss, mlp_head
+from ssl_graph.transforms.augment import AugmentConfig, GraphViews, Identity, build_augment, grace_view
 
 TASKS = ("link", "ming", "minsg", "recon")
 
@@ -62,7 +63,7 @@ class ParetoGNNConfig:
     grad_normalization: str = "l2"
     link_mask_rate: float = 0.2
     temperature: float = 0.5
-    recon: GraphMAEConfig = field(default_factory=lambda: GraphMAEConfig(mask_rate=0.5))
+    recon: MaskedFeatureConfig = field(default_factory=lambda: MaskedFeatureConfig(mask_rate=0.5))
     view1: AugmentConfig = field(default_factory=lambda: grace_view(0.2, 0.3))
     view2: AugmentConfig = field(default_factory=lambda: grace_view(0.4, 0.4))
 
@@ -105,7 +106,7 @@ class ParetoGNN(Method):
         b, b1, b2 = batch
         enc, losses = self.backbone, {}
         if "link" in self.config.tasks:
-            losses["link"] = link_prediction_step(enc, b, self.config.link_mask_rate)
+            losses["link"] = link_prediction_loss(enc, b, self.config.link_mask_rate)
         if "ming" in self.config.tasks:
             h = enc.node_embeddings(b.x, b.edge_index)
             h_fake = enc.node_embeddings(b.x[torch.randperm(b.num_nodes, device=b.x.device)], b.edge_index)

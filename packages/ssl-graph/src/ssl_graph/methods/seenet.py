@@ -8,7 +8,7 @@ periods of a day, as the paper's morning / midday / night / late-night segments)
 
 - global task: each node's state ``h_v^t`` is discriminated against the summary of its region at the
   next slot, ``s_g^{t+1} = sigmoid(mean_{u in g} h_u^{t+1})``, from the state of a node of another region,
-  by DGI's bilinear discriminator and binary cross entropy (:func:`ssl_graph.methods.dgi.dgi_loss`).
+  by DGI's bilinear discriminator and binary cross entropy (:func:`ssl_core.losses.dgi_loss`).
   The paper's regions are cells of a spatial grid; ours are the sampled neighbourhoods of a batch (a
   node's local area), and the negatives are nodes of the other neighbourhoods. The authors'
   ``TimeDiscriminator`` passes nodes and summary through a shared linear layer and takes the plain mean;
@@ -40,12 +40,12 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
 from ssl_core.errors import ConfigError
-from ssl_core.losses import info_nce
+from ssl_core.losses import dgi_loss, info_nce
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo
-from ssl_graph.methods.common import collate_graphs, mlp_head, unchanged
-from ssl_graph.methods.dgi import dgi_loss
+from ssl_graph.data.graphs import GraphInfo, collate_graphs
+from ssl_graph.models.heads import mlp_head
 from ssl_graph.models.seconv import SEConvConfig, SEConvEncoder, seconv_export_config
+from ssl_graph.transforms.augment import Identity
 
 
 def slot_steps(num_slots: int, cyclic: bool) -> list[tuple[int, int]]:
@@ -177,8 +177,8 @@ class SEENet(Method):
         nn.init.xavier_uniform_(self.weight)
         self.pair_scorers = nn.ModuleList(mlp_head(2 * d, d, 1) for _ in self.steps)  # one per slot, as the authors
 
-    def pretext(self):
-        return unchanged
+    def pretext(self) -> Identity:
+        return Identity()
 
     def collate(self):
         return collate_graphs

@@ -5,10 +5,12 @@ from ssl_graph.transforms.augment import (
     DropEdges,
     DropNodes,
     GraphViews,
+    Identity,
     MaskFeatures,
     RandomChoice,
     SubgraphSample,
     build_augment,
+    grace_view,
 )
 
 __all__ = [
@@ -16,8 +18,10 @@ __all__ = [
     "DropEdges",
     "DropNodes",
     "GraphViews",
+    "Identity",
     "MaskFeatures",
     "RandomChoice",
     "SubgraphSample",
     "build_augment",
+    "grace_view",
 ]

@@ -164,8 +164,16 @@ class AugmentConfig:
                 raise ConfigError(f"augmentation strengths must lie in [0, 1), got {s}")
 
 
+def grace_view(edge_p: float, feat_p: float) -> AugmentConfig:
+    """GRACE's view (Zhu et al., 2020): remove edges with probability ``edge_p`` and mask feature columns with
+    ``feat_p``, every node kept (also BGRL's views and ParetoGNN's node-contrast views)."""
+    pool = ["drop_edges", "mask_features"]
+    return AugmentConfig(pool=pool, strength=edge_p, feature_strength=feat_p, choose_one=False)
+
+
 class Identity(BaseTransform):
-    """The graph unchanged (a view without augmentation)."""
+    """The graph unchanged: a view without augmentation, and the pretext of methods that corrupt the batch in
+    their forward pass (DGI, GraphMAE, link prediction, InfoGraph, SEENet)."""
 
     def forward(self, data: Data) -> Data:
         return data

@@ -295,11 +295,23 @@ def load_data(cfg: TextDataConfig, extra_probes: dict[str, Callable] | None = No
 
 
 def _extra_probes(cfg: TextDataConfig, labelled: LabelledTexts, bundle: DataBundle) -> dict[str, Callable]:
-    from ssl_text.eval import finetune_curve_probes, retrieval_probe
+    from ssl_core.eval.finetune import finetune_curve_probes
+    from ssl_text.eval import retrieval_probe
 
     probes: dict[str, Any] = {}
     if labelled.test_queries is not None:
         probes["mrr@10"] = retrieval_probe(labelled.test_queries, labelled.test_ids)
     if cfg.finetune_fractions:
-        probes.update(finetune_curve_probes(cfg, labelled, bundle))
+        probes.update(
+            finetune_curve_probes(
+                bundle.probe_train,
+                bundle.probe_test,
+                len(labelled.classes),
+                cfg.finetune_fractions,
+                max_train=cfg.finetune_max_train,
+                epochs=cfg.finetune_epochs,
+                collate_fn=pad_batch,
+                seed=cfg.seed,
+            )
+        )
     return probes

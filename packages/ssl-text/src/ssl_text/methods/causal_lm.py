@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 from ssl_core.method import MethodOutput
 from ssl_text.data.text import TextInfo
-from ssl_text.methods.common import IGNORE_INDEX, TextMethod, backbone_config
+from ssl_text.methods.common import TextMethod, backbone_config
 from ssl_text.models.backbones import TextBackboneConfig
+from ssl_text.pretext.corruption import IGNORE_INDEX
 
 
 @dataclass

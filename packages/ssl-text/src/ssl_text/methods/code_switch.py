@@ -17,9 +17,10 @@ import torch
 
 from ssl_core.errors import ConfigError
 from ssl_core.method import MethodOutput
-from ssl_text.data.text import TextInfo, TextSample, pad_batch
-from ssl_text.methods.common import TextMethod, backbone_config, pad_targets, seq2seq_loss
+from ssl_text.data.text import TextInfo, TextSample
+from ssl_text.methods.common import TextMethod, backbone_config, seq2seq_loss
 from ssl_text.models.backbones import TextBackboneConfig
+from ssl_text.pretext.corruption import collate_with_labels
 from ssl_text.tokenization import encode, tokenizer_from_json
 
 _TOKEN = re.compile(r"(\w[\w'-]*)")
@@ -73,13 +74,6 @@ class CodeSwitchPretext:
         return encode(self._tok, [switched], self.max_length)[0], sample.ids
 
 
-def collate_pairs(items: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-    """Pad sources as encoder inputs and targets as ``labels`` (-100 where padded)."""
-    batch = pad_batch([src for src, _ in items])
-    batch["labels"] = pad_targets([tgt for _, tgt in items])
-    return batch
-
-
 class CodeSwitchRestore(TextMethod):
     """A T5 restores sentences from their code-switched versions.
 
@@ -101,7 +95,7 @@ class CodeSwitchRestore(TextMethod):
         return CodeSwitchPretext(self.info.tokenizer, self.info.lexicon, self.config.switch_ratio, self.info.max_length)
 
     def collate(self):
-        return collate_pairs
+        return collate_with_labels
 
     def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
         loss = seq2seq_loss(self.backbone, batch)

@@ -1,31 +1,23 @@
-"""What every text method shares: the backbone from the data's vocabulary, its export spec, batching."""
+"""What text methods share: the backbone from the data's vocabulary, its export spec and batching (the
+:class:`TextMethod` base), the two token-level objectives several methods train (:class:`MaskedTokenPrediction`:
+MLM, SLM; :class:`ReplacedTokenDetection`: RTS, C-RTS), and the teacher-forced loss of the T5 methods."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
-from ssl_core.method import BackboneSpec, Method
+from ssl_core.losses import masked_cross_entropy
+from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_text.data.text import TextInfo, TextSample, pad_batch
 from ssl_text.models.backbones import TextBackboneConfig, TextEncoder
+from ssl_text.models.heads import TiedLMHead, TokenClassifier, replaced_token_loss
+from ssl_text.pretext.corruption import IGNORE_INDEX, collate_with_labels
 from ssl_text.tokenization import PAD_ID
-
-IGNORE_INDEX = -100  # target of positions without a loss (F.cross_entropy's default ignore_index)
 
 
 def token_ids(sample: TextSample) -> list[int]:
     """The pretext of methods that corrupt whole batches later: the sample's token ids."""
     return sample.ids
-
-
-def pad_targets(seqs: Sequence[Sequence[int]], length: int | None = None, value: int = IGNORE_INDEX) -> torch.Tensor:
-    """Right-pad per-token targets with ``value`` (ignored by the loss). Shapes: ``-> (B, L)``."""
-    length = max(len(s) for s in seqs) if length is None else length
-    out = torch.full((len(seqs), length), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out
 
 
 class TextMethod(Method):
@@ -59,6 +51,67 @@ class TextMethod(Method):
                 "pad_id": PAD_ID,
             },
         )
+
+
+class MaskedTokenPrediction(TextMethod):
+    """Predict the original token at every corrupted position, with a head tied to the input embeddings
+    (BERT's masked-LM objective, Devlin et al., 2019): :math:`L = -\\frac{1}{|M|} \\sum_{i \\in M} \\log
+    p(x_i \\mid \\tilde x)` over the selected positions :math:`M`.
+
+    The base of methods that differ only in their corruption: subclasses implement :meth:`pretext`, a
+    ``sample -> (corrupted ids, labels)`` pretext whose labels hold the original id where a loss is taken
+    and -100 elsewhere (e.g. :class:`ssl_text.pretext.MLMPretext`).
+
+    Shapes:
+        - batch: ``input_ids``/``attention_mask``/``labels``, ``(B, L)``
+        - :meth:`embed`: ``-> (B, hidden_size)``, mean of the last hidden states
+    """
+
+    def __init__(self, config, info: TextInfo) -> None:
+        super().__init__(config, info)
+        emb = self.backbone.input_embeddings()
+        self.head = TiedLMHead(self.backbone.embed_dim, emb.embedding_dim, info.vocab_size)
+
+    def collate(self):
+        return collate_with_labels
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
+        labels = batch["labels"]
+        h = self.backbone.states(batch["input_ids"], batch["attention_mask"])  # (B, L, D)
+        selected = labels != IGNORE_INDEX
+        logits = self.head(h[selected], self.backbone.input_embeddings().weight)  # (M, V): only where predicted
+        loss = masked_cross_entropy(logits, labels[selected])
+        with torch.no_grad():
+            acc = (logits.argmax(-1) == labels[selected]).float().mean() if selected.any() else torch.zeros(())
+        return MethodOutput(loss, {"mlm_accuracy": acc})
+
+
+class ReplacedTokenDetection(TextMethod):
+    """Tell for every token whether it was substituted, with a binary head on its state (ELECTRA's
+    discriminator objective, Clark et al., 2020): :math:`L = \\mathrm{BCE}(D(\\tilde x)_i, [\\tilde x_i \\ne
+    x_i])` over all real tokens (:func:`ssl_text.models.heads.replaced_token_loss`).
+
+    The base of methods that differ only in how substitutes are drawn: subclasses implement :meth:`pretext`,
+    a ``sample -> (substituted ids, labels)`` pretext whose labels hold the original id at the selected
+    positions and -100 elsewhere; a selected token whose substitute equals it counts as original.
+
+    Shapes:
+        - batch: ``input_ids`` (substituted), ``attention_mask``, ``labels`` (original id where selected), ``(B, L)``
+        - :meth:`embed`: ``-> (B, hidden_size)``
+    """
+
+    def __init__(self, config, info: TextInfo) -> None:
+        super().__init__(config, info)
+        self.head = TokenClassifier(self.backbone.embed_dim)
+
+    def collate(self):
+        return collate_with_labels
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        replaced = ((labels != IGNORE_INDEX) & (labels != ids)).float()  # a draw equal to the original is original
+        loss, acc = replaced_token_loss(self.head(self.backbone.states(ids, mask)), replaced, mask)
+        return MethodOutput(loss, {"rts_accuracy": acc})
 
 
 def backbone_config(arch: str, **kw) -> TextBackboneConfig:

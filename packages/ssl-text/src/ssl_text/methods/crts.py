@@ -7,7 +7,7 @@ harder to spot -- a light statistical generator in place of ELECTRA's network. T
 the pretraining corpus, computed once and deterministically at start-up (not refreshed from the model):
 positive pointwise mutual information of tokens co-occurring within a window, reduced by a truncated SVD,
 L2-normalised and grouped by k-means (scikit-learn, fixed seed); the paper's own clustering is not
-reproduced. Loss as RTS:
+reproduced. Head and loss as RTS (:class:`~ssl_text.methods.common.ReplacedTokenDetection`):
 :math:`L = \\mathrm{BCE}(D(\\tilde x)_i, [\\tilde x_i \\ne x_i])` over all tokens.
 """
 
@@ -22,8 +22,7 @@ import torch
 from ssl_core.errors import ConfigError
 from ssl_core.masking import mlm_mask
 from ssl_text.data.text import TextInfo, TextSample
-from ssl_text.methods.common import backbone_config
-from ssl_text.methods.rts import RTS
+from ssl_text.methods.common import ReplacedTokenDetection, backbone_config
 from ssl_text.models.backbones import TextBackboneConfig
 from ssl_text.tokenization import MASK_ID, NUM_SPECIAL
 
@@ -161,8 +160,8 @@ class ClusterSubstitutionPretext:
         return out.tolist(), labels.tolist()
 
 
-class CRTS(RTS):
-    """RTS whose substitutes come from the original token's cluster (RTS's head and loss).
+class CRTS(ReplacedTokenDetection):
+    """RTS whose substitutes come from the original token's cluster.
 
     Shapes:
         - batch: ``input_ids`` (substituted), ``attention_mask``, ``labels`` (original id where substituted)

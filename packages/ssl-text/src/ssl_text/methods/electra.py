@@ -20,9 +20,9 @@ from ssl_core.losses import masked_cross_entropy
 from ssl_core.method import MethodOutput
 from ssl_text.data.text import TextInfo
 from ssl_text.methods.common import TextMethod, backbone_config
-from ssl_text.methods.mlm import MLMPretext, collate_corrupted
 from ssl_text.models.backbones import TextBackboneConfig, hf_config
-from ssl_text.models.heads import TiedLMHead, TokenClassifier
+from ssl_text.models.heads import TiedLMHead, TokenClassifier, replaced_token_loss
+from ssl_text.pretext.corruption import IGNORE_INDEX, MLMPretext, collate_with_labels
 
 
 @dataclass
@@ -80,11 +80,11 @@ class Electra(TextMethod):
         return MLMPretext(self.info.vocab_size, self.config.mask_probability, 1.0, 0.0)
 
     def collate(self):
-        return collate_corrupted
+        return collate_with_labels
 
     def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-        masked = labels != -100
+        masked = labels != IGNORE_INDEX
         gen_logits = self.generator_head(
             self.generator(input_ids=ids, attention_mask=mask).last_hidden_state[masked],
             self.backbone.input_embeddings().weight,
@@ -97,11 +97,8 @@ class Electra(TextMethod):
             original = torch.where(masked, labels, ids)
             replaced = (corrupted != original).float()  # (B, L)
         disc_logits = self.discriminator_head(self.backbone.states(corrupted, mask))  # (B, L)
-        real = mask.bool()
-        disc_loss = F.binary_cross_entropy_with_logits(disc_logits[real], replaced[real])
+        disc_loss, disc_acc = replaced_token_loss(disc_logits, replaced, mask)
         loss = mlm_loss + self.config.disc_weight * disc_loss
-        with torch.no_grad():
-            disc_acc = ((disc_logits[real] > 0).float() == replaced[real]).float().mean()
         return MethodOutput(
             loss, {"mlm_loss": mlm_loss.detach(), "disc_loss": disc_loss.detach(), "disc_accuracy": disc_acc}
         )

@@ -2,7 +2,8 @@
 Transformer-based Autoencoders"; seed 41).
 
 Like masked LM, but the selected 15% of the tokens are all swapped for random tokens (no ``[MASK]``, which
-never appears at fine-tuning time), and the model predicts the original token at every swapped position:
+never appears at fine-tuning time), and the model predicts the original token at every swapped position with
+masked LM's tied head (:class:`~ssl_text.methods.common.MaskedTokenPrediction`):
 :math:`L = -\\frac{1}{|S|} \\sum_{i \\in S} \\log p(x_i \\mid \\tilde x)`.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ssl_text.methods.common import backbone_config
-from ssl_text.methods.mlm import MLM, MLMPretext
+from ssl_text.methods.common import MaskedTokenPrediction, backbone_config
 from ssl_text.models.backbones import TextBackboneConfig
+from ssl_text.pretext.corruption import MLMPretext
 
 
 @dataclass
@@ -28,8 +29,13 @@ class SLMConfig:
     swap_probability: float = 0.15
 
 
-class SLM(MLM):
-    """Masked LM whose corruption swaps every selected token for a random one (the MLM head and loss)."""
+class SLM(MaskedTokenPrediction):
+    """Masked LM whose corruption swaps every selected token for a random one.
+
+    Shapes:
+        - batch: ``input_ids`` (swapped), ``attention_mask``, ``labels`` (original id where swapped), ``(B, L)``
+        - :meth:`embed`: ``-> (B, hidden_size)``
+    """
 
     def pretext(self) -> MLMPretext:
         return MLMPretext(self.info.vocab_size, self.config.swap_probability, 0.0, 1.0)

@@ -18,9 +18,9 @@ from ssl_core.errors import ConfigError
 from ssl_core.masking import span_mask
 from ssl_core.method import MethodOutput
 from ssl_text.data.text import TextInfo, TextSample
-from ssl_text.methods.code_switch import collate_pairs
 from ssl_text.methods.common import TextMethod, backbone_config, seq2seq_loss
 from ssl_text.models.backbones import TextBackboneConfig
+from ssl_text.pretext.corruption import collate_with_labels
 from ssl_text.tokenization import FIRST_SENTINEL_ID, NUM_SENTINELS, SEP_ID
 
 
@@ -99,7 +99,7 @@ class T5SpanCorruption(TextMethod):
         return SpanCorruptionPretext(self.config.noise_density, self.config.mean_span_length)
 
     def collate(self):
-        return collate_pairs
+        return collate_with_labels
 
     def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
         return MethodOutput(seq2seq_loss(self.backbone, batch), {})

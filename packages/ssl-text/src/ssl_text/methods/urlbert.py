@@ -34,10 +34,10 @@ from ssl_core.errors import ConfigError
 from ssl_core.losses import masked_cross_entropy, nt_xent
 from ssl_core.method import MethodOutput
 from ssl_text.data.text import TextInfo, TextSample, pad_batch
-from ssl_text.methods.common import TextMethod, backbone_config, pad_targets
-from ssl_text.methods.mlm import MLMPretext
+from ssl_text.methods.common import TextMethod, backbone_config
 from ssl_text.models.backbones import TextBackboneConfig
 from ssl_text.models.heads import TiedLMHead
+from ssl_text.pretext.corruption import MLMPretext, pad_targets
 from ssl_text.tokenization import encode, tokenizer_from_json
 
 URL_PARTS = ("scheme", "subdomain", "path", "query")

@@ -1,4 +1,5 @@
-"""Heads of the text objectives: token prediction tied to the input embeddings, and token classification."""
+"""Heads of the text objectives: token prediction tied to the input embeddings, and token classification with
+the replaced-token-detection loss it trains on."""
 
 from __future__ import annotations
 
@@ -38,3 +39,25 @@ class TokenClassifier(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(nn.functional.gelu(self.dense(h))).squeeze(-1)
+
+
+def replaced_token_loss(
+    logits: torch.Tensor, replaced: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replaced-token detection (ELECTRA's discriminator loss; Clark et al., 2020): binary cross entropy of
+    every real token's logit against whether it was replaced, and the detection accuracy (no gradient).
+
+    Args:
+        logits: one logit per token (:class:`TokenClassifier`'s output).
+        replaced: 1 where the token was replaced, 0 where it is original.
+        attention_mask: 1 on real tokens, 0 on padding (left out of both).
+
+    Shapes:
+        - logits, replaced, attention_mask: ``(B, L)``
+        - output: two scalars, ``(loss, accuracy)``
+    """
+    real = attention_mask.bool()
+    loss = nn.functional.binary_cross_entropy_with_logits(logits[real], replaced[real])
+    with torch.no_grad():
+        acc = ((logits[real] > 0).float() == replaced[real]).float().mean()
+    return loss, acc

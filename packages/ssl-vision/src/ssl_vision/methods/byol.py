@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from ssl_core.losses import negative_cosine
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_core.teacher import EMATeacher
 from ssl_vision.data.images import ImageInfo
-from ssl_vision.methods.common import backbone_spec, build_backbone, ema_update
+from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
@@ -60,7 +59,7 @@ class BYOL(Method):
         self.backbone = build_backbone(c.backbone, info, c.vit)
         self.projector = projection_mlp(self.backbone.embed_dim, c.proj_hidden_dim, c.proj_dim)
         self.predictor = projection_mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
-        self.target = EMATeacher(nn.ModuleDict({"backbone": self.backbone, "projector": self.projector}))
+        self.target = EMATeacher({"backbone": self.backbone, "projector": self.projector})
 
     def pretext(self) -> MultiView:
         return MultiView([View(v, self.info) for v in self.config.views[:2]])
@@ -75,7 +74,7 @@ class BYOL(Method):
         return MethodOutput(loss, {})
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
-        ema_update(self.target, values["ema_momentum"], backbone=self.backbone, projector=self.projector)
+        self.target.update({"backbone": self.backbone, "projector": self.projector}, values["ema_momentum"])
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

@@ -9,7 +9,6 @@ from torch import nn
 
 from ssl_core.errors import ConfigError
 from ssl_core.method import BackboneSpec
-from ssl_core.teacher import EMATeacher
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.models.resnet import ResNet, ResNetConfig
 from ssl_vision.models.vit import ViT, ViTConfig
@@ -61,12 +60,3 @@ def build_resnet(config: dict[str, Any]) -> nn.Module:
 def build_vit(config: dict[str, Any]) -> nn.Module:
     """Registry builder: a ViT from the ``config`` dict of an export."""
     return ViT(ViTConfig(**config))
-
-
-def ema_update(teacher: EMATeacher, momentum: float, **student: nn.Module) -> None:
-    """Move ``teacher`` (built from ``nn.ModuleDict(student)``) towards the student's current parts.
-
-    The parts are gathered into a throw-away ``ModuleDict`` so that parameter names match the teacher's
-    without registering the student's modules twice in the method (which would duplicate them in
-    checkpoints)."""
-    teacher.update(nn.ModuleDict(student), momentum)

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from ssl_core.losses import DINOLoss
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_core.teacher import EMATeacher, teacher_temperature_schedule
 from ssl_vision.data.images import ImageInfo
-from ssl_vision.methods.common import backbone_spec, build_backbone, ema_update
+from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import DINOHead
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
@@ -81,7 +80,7 @@ class DINO(Method):
         self.n_global = len(c.crops.global_views)
         self.backbone = build_backbone(c.backbone, info, c.vit)
         self.head = DINOHead(self.backbone.embed_dim, c.head_hidden_dim, c.bottleneck_dim, c.out_dim)
-        self.teacher = EMATeacher(nn.ModuleDict({"backbone": self.backbone, "head": self.head}))
+        self.teacher = EMATeacher({"backbone": self.backbone, "head": self.head})
         self.loss = DINOLoss(c.out_dim, c.warmup_teacher_temp, c.student_temp, c.center_momentum)
 
     def pretext(self) -> MultiView:
@@ -111,7 +110,7 @@ class DINO(Method):
         return MethodOutput(loss, {"teacher_temp": teacher_temp})
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
-        ema_update(self.teacher, values["ema_momentum"], backbone=self.backbone, head=self.head)
+        self.teacher.update({"backbone": self.backbone, "head": self.head}, values["ema_momentum"])
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

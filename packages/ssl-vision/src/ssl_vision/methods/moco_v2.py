@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from ssl_core.losses import info_nce
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_core.teacher import EMATeacher, FeatureQueue
 from ssl_vision.data.images import ImageInfo
-from ssl_vision.methods.common import backbone_spec, build_backbone, ema_update
+from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
@@ -68,7 +67,7 @@ class MoCoV2(Method):
         self.projector = projection_mlp(  # MoCo v2's head: fc -> ReLU -> fc, no BatchNorm
             self.backbone.embed_dim, config.proj_hidden_dim, config.proj_dim, batch_norm=False
         )
-        self.key_encoder = EMATeacher(nn.ModuleDict({"backbone": self.backbone, "projector": self.projector}))
+        self.key_encoder = EMATeacher({"backbone": self.backbone, "projector": self.projector})
         self.queue = FeatureQueue(config.queue_size, config.proj_dim)
 
     def pretext(self) -> MultiView:
@@ -87,7 +86,7 @@ class MoCoV2(Method):
         return MethodOutput(loss, {})
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
-        ema_update(self.key_encoder, values["ema_momentum"], backbone=self.backbone, projector=self.projector)
+        self.key_encoder.update({"backbone": self.backbone, "projector": self.projector}, values["ema_momentum"])
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from ssl_core.losses import info_nce
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_core.teacher import EMATeacher
 from ssl_vision.data.images import ImageInfo
-from ssl_vision.methods.common import backbone_spec, build_backbone, ema_update
+from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.models.vit import ViTConfig
@@ -66,7 +65,7 @@ class MoCoV3(Method):
         # projector: 3 layers, BN on every layer (the output's without affine); predictor: 2 layers
         self.projector = projection_mlp(self.backbone.embed_dim, c.proj_hidden_dim, c.proj_dim, 3, last_bn=True)
         self.predictor = projection_mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim, 2)
-        self.momentum_encoder = EMATeacher(nn.ModuleDict({"backbone": self.backbone, "projector": self.projector}))
+        self.momentum_encoder = EMATeacher({"backbone": self.backbone, "projector": self.projector})
 
     def pretext(self) -> MultiView:
         return MultiView([View(v, self.info) for v in self.config.views[:2]])
@@ -84,7 +83,8 @@ class MoCoV3(Method):
         return MethodOutput(self.contrastive(q1, k2) + self.contrastive(q2, k1), {})
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
-        ema_update(self.momentum_encoder, values["ema_momentum"], backbone=self.backbone, projector=self.projector)
+        parts = {"backbone": self.backbone, "projector": self.projector}
+        self.momentum_encoder.update(parts, values["ema_momentum"])
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 from torch.profiler import record_function
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
@@ -72,6 +73,7 @@ def probe_table(
     config: ProbeConfig,
     device: torch.device | str = "cpu",
     embeddings: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    backbones: Mapping[str, nn.Module | None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score each embedding function (and the raw input, when the modality defines it) with the probes.
 
@@ -87,6 +89,9 @@ def probe_table(
         device: where the embedders compute.
         embeddings: if given, filled with each row's ``(train, test)`` embeddings (the test embeddings of
             the whole ``probe_test`` split), e.g. to plot them without embedding again.
+        backbones: row name -> the network behind the row, handed to the extra probes that train it
+            (fine-tuning, :mod:`ssl_core.eval.finetune`); a row missing here gets ``None``. ``None``: each row
+            given as a bound ``method.embed`` gets that method's ``backbone`` (see :func:`row_backbones`).
 
     Returns:
         ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
@@ -99,6 +104,7 @@ def probe_table(
     train = stratified_subset(bundle.probe_train, config.train_size, config.seed)
     test = bundle.probe_test
     rows = dict(embedders)
+    nets = row_backbones(embedders) if backbones is None else dict(backbones)
     if bundle.raw_features is not None:
         rows["raw_input"] = bundle.raw_features
     cache = ProbeCache() if config.cache else None
@@ -121,7 +127,7 @@ def probe_table(
             if cache:
                 cache.put(key, row)
         for column, probe in bundle.extra_probes.items():
-            if (score := probe(name, fn, dev)) is not None:
+            if (score := probe(name, fn, dev, nets.get(name))) is not None:
                 row[column] = score
         table[name] = {k: round(v, 4) for k, v in row.items()}
     if cached:
@@ -150,6 +156,16 @@ def _score(
         )
         row["cv_top1"], row["cv_std"] = cv.mean, cv.std
     return row
+
+
+def row_backbones(embedders: Mapping[str, Callable[[Any], torch.Tensor]]) -> dict[str, nn.Module | None]:
+    """The network behind each probe row given as a bound ``method.embed``: that method's ``backbone``
+    (``None`` for a row given as a plain function).
+
+    The way rows arrive from :func:`ssl_core.run.pretrain` and ``selfsup eval``, which pass bound ``embed``
+    methods; a caller that has the backbones passes them to :func:`probe_table` as ``backbones=`` instead.
+    """
+    return {name: getattr(getattr(fn, "__self__", None), "backbone", None) for name, fn in embedders.items()}
 
 
 def format_table(table: Mapping[str, Mapping[str, float]]) -> str:

@@ -12,6 +12,7 @@ from ssl_core.losses.distillation import (
     sla_self_distillation,
     soft_target_distillation,
 )
+from ssl_core.losses.infomax import DGILoss, dgi_loss
 from ssl_core.losses.koleo import KoLeoLoss, koleo
 from ssl_core.losses.masked import (
     MaskedCrossEntropyLoss,
@@ -37,6 +38,7 @@ __all__ = [
     "CLIPLoss",
     "DCLLoss",
     "DCLWLoss",
+    "DGILoss",
     "DINOLoss",
     "IBOTPatchLoss",
     "InfoNCELoss",
@@ -61,6 +63,7 @@ __all__ = [
     "clip_loss",
     "dcl",
     "dclw",
+    "dgi_loss",
     "dino_loss",
     "ibot_patch_loss",
     "info_nce",

@@ -10,6 +10,7 @@ from torch import nn
 
 from ssl_core.losses import nt_xent
 from ssl_core.method import BackboneSpec, Method, MethodOutput
+from ssl_core.teacher import EMATeacher
 
 
 @dataclass
@@ -51,9 +52,7 @@ class ToyMethod(Method):
         self.backbone = nn.Linear(config.dim, config.embed_dim)
         self.head = nn.Linear(config.embed_dim, config.embed_dim)
         if config.use_ema:
-            self.ema = nn.Linear(config.dim, config.embed_dim)
-            self.ema.load_state_dict(self.backbone.state_dict())
-            self.ema.requires_grad_(False)
+            self.ema = EMATeacher(self.backbone)
         self.hook_calls: list[tuple[int, dict[str, float]]] = []
 
     def pretext(self) -> _Views:
@@ -72,10 +71,7 @@ class ToyMethod(Method):
     def after_optimizer_step(self, step: int, values) -> None:
         self.hook_calls.append((step, dict(values)))
         if self.config.use_ema:
-            m = values["ema_momentum"]
-            with torch.no_grad():
-                for pe, p in zip(self.ema.parameters(), self.backbone.parameters(), strict=True):
-                    pe.mul_(m).add_(p, alpha=1 - m)
+            self.ema.update(self.backbone, values["ema_momentum"])
 
     def schedules(self, total_steps: int, steps_per_epoch: int):
         return {"toy_ramp": np.linspace(0, 1, total_steps)}
