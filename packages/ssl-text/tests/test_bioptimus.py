@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.masking import mask_ratio_schedule
+from ssl_core.testing import begin_step
 from ssl_text.data.text import TextInfo, TextSample, pad_batch
 from ssl_text.methods.bioptimus import (
     BIOptimus,
@@ -84,7 +85,7 @@ def test_curriculum_mask_ratio_follows_the_schedule(info):
     batch = _batch(m, info)
     real = batch["attention_mask"].bool() & (batch["input_ids"] > 4)
     for step in (0, 24, 49):
-        m.step.fill_(step)
+        begin_step(m, step, 50, 10)
         assert m.mask_ratio() == pytest.approx(schedule[step])
         shares = []
         for seed in range(20):
@@ -121,12 +122,14 @@ def test_contextual_distillation_loss_matches_a_per_context_reference(info):
 
 def test_training_switches_to_new_tokens_initialised_by_distillation(info):
     m = _method(info, distill_steps=40, distill_lr=0.05)
-    m.schedules(6, 3)  # the switch after step 3
+    phases = m.schedules(6, 3)["add_new_tokens"]
+    assert phases.tolist() == [0, 0, 1, 1, 1, 1]  # the switch after step 3 of 6
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
     v0 = m.base_vocab_size
     before = None
     for step in range(6):
         batch = _batch(m, info, seed=step)
+        values = begin_step(m, step, 6, 3)
         out = m(batch)
         assert out.logs["mask_ratio"] == pytest.approx(mask_ratio_schedule(0.15, 0.2, 6)[step])
         opt.zero_grad()
@@ -136,7 +139,7 @@ def test_training_switches_to_new_tokens_initialised_by_distillation(info):
         opt.step()
         if step == 2:
             before = m.backbone.input_embeddings().weight[v0:].detach().clone()
-        m.after_optimizer_step(step, {})
+        m.after_optimizer_step(step, values)
         assert bool(m.extended) == (step >= 2)
     first, last = m.distill_losses
     assert last < 0.5 * first  # fitted beyond the mean-of-pieces start

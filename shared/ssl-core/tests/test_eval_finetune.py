@@ -127,7 +127,8 @@ def test_probe_table_hands_each_row_its_backbone():
     bundle.extra_probes = {"recorded": record}
     method, other = ToyMethod(ToyConfig()), ToyMethod(ToyConfig())
     config = ProbeConfig(linear=False)
-    table = probe_table(bundle, {"pretrained": method.embed, "random_init": other.embed}, config)
+    nets = {"pretrained": method.backbone, "random_init": other.backbone}
+    table = probe_table(bundle, {"pretrained": method.embed, "random_init": other.embed}, config, backbones=nets)
     assert handed == {"pretrained": method.backbone, "random_init": other.backbone, "raw_input": None}
     assert all(row["recorded"] == 0.5 for row in table.values())
     net = nn.Linear(8, 4)

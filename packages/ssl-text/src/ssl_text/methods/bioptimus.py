@@ -264,29 +264,25 @@ class BIOptimus(TextMethod):
         self.base_tokenizer_json = info.tokenizer
         self.contexts = contexts
         self.head = TiedLMHead(self.backbone.embed_dim, self.backbone.embed_dim, self.info.vocab_size)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("extended", torch.zeros((), dtype=torch.bool))  # new tokens added (checkpointed)
-        self._ratio: np.ndarray | None = None
-        self._switch_step: int | None = None
         self._tokenizers: tuple[Tokenizer, Tokenizer] | None = None
         self.distill_losses: tuple[float, float] | None = None  # before / after, for the log and tests
 
     # ------------------------------------------------------------------------------------ schedule
     def schedules(self, total_steps: int, steps_per_epoch: int) -> Mapping[str, np.ndarray]:
+        """The curriculum's mask ratio, and ``add_new_tokens``: 1 at the steps after which the new tokens join
+        (from the end of the first ``switch_fraction`` of the steps on)."""
         c = self.config
-        self._ratio = mask_ratio_schedule(c.mask_ratio_start, c.mask_ratio_end, total_steps, c.schedule_shape)
-        self._switch_step = max(1, round(c.switch_fraction * total_steps))
-        return {"mask_ratio": self._ratio}
+        switch = max(1, round(c.switch_fraction * total_steps))  # steps trained on the data's tokenizer
+        ratio = mask_ratio_schedule(c.mask_ratio_start, c.mask_ratio_end, total_steps, c.schedule_shape)
+        return {"mask_ratio": ratio, "add_new_tokens": (np.arange(total_steps) + 1 >= switch).astype(float)}
 
     def mask_ratio(self) -> float:
-        """This step's mask ratio (the schedule's first value before :meth:`schedules` is called)."""
-        if self._ratio is None:
-            return self.config.mask_ratio_start
-        return float(self._ratio[min(int(self.step), len(self._ratio) - 1)])
+        """This step's mask ratio (:attr:`~ssl_core.method.Method.current_step`)."""
+        return self.current_step["mask_ratio"]
 
     def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
-        self.step.fill_(step + 1)
-        if not self.extended and self._switch_step is not None and step + 1 >= self._switch_step:
+        if not self.extended and values.get("add_new_tokens", 0.0):
             self.add_new_tokens()
 
     # ------------------------------------------------------------------------------------ new tokens

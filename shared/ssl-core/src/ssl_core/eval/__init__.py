@@ -3,7 +3,7 @@ the probe table of a run."""
 
 from ssl_core.eval.config import ProbeConfig
 from ssl_core.eval.crossval import CrossValResult, cross_val_accuracy
-from ssl_core.eval.embed import embed_inputs, format_table, probe_table, row_backbones, stratified_subset
+from ssl_core.eval.embed import embed_inputs, format_table, probe_table, stratified_subset
 from ssl_core.eval.fewshot import FewShotResult, few_shot_accuracy
 from ssl_core.eval.finetune import finetune_accuracy, finetune_curve_probes
 from ssl_core.eval.knn import knn_accuracy, knn_predict
@@ -26,6 +26,5 @@ __all__ = [
     "linear_probe",
     "probe_table",
     "prototypical_probe",
-    "row_backbones",
     "stratified_subset",
 ]

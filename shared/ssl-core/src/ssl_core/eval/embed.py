@@ -90,8 +90,7 @@ def probe_table(
         embeddings: if given, filled with each row's ``(train, test)`` embeddings (the test embeddings of
             the whole ``probe_test`` split), e.g. to plot them without embedding again.
         backbones: row name -> the network behind the row, handed to the extra probes that train it
-            (fine-tuning, :mod:`ssl_core.eval.finetune`); a row missing here gets ``None``. ``None``: each row
-            given as a bound ``method.embed`` gets that method's ``backbone`` (see :func:`row_backbones`).
+            (fine-tuning, :mod:`ssl_core.eval.finetune`); a row missing here gets ``None``.
 
     Returns:
         ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
@@ -104,7 +103,7 @@ def probe_table(
     train = stratified_subset(bundle.probe_train, config.train_size, config.seed)
     test = bundle.probe_test
     rows = dict(embedders)
-    nets = row_backbones(embedders) if backbones is None else dict(backbones)
+    nets = dict(backbones or {})
     if bundle.raw_features is not None:
         rows["raw_input"] = bundle.raw_features
     cache = ProbeCache() if config.cache else None
@@ -156,16 +155,6 @@ def _score(
         )
         row["cv_top1"], row["cv_std"] = cv.mean, cv.std
     return row
-
-
-def row_backbones(embedders: Mapping[str, Callable[[Any], torch.Tensor]]) -> dict[str, nn.Module | None]:
-    """The network behind each probe row given as a bound ``method.embed``: that method's ``backbone``
-    (``None`` for a row given as a plain function).
-
-    The way rows arrive from :func:`ssl_core.run.pretrain` and ``selfsup eval``, which pass bound ``embed``
-    methods; a caller that has the backbones passes them to :func:`probe_table` as ``backbones=`` instead.
-    """
-    return {name: getattr(getattr(fn, "__self__", None), "backbone", None) for name, fn in embedders.items()}
 
 
 def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
