@@ -7,8 +7,9 @@ head widths, temperatures, queue sizes, EMA momentum, views, optimizer, learning
 size and number of steps. What remains different is lightly's code itself, and these known details:
 
 - lightly encodes the views one at a time (its examples do), we encode same-sized views in one pass;
-- lightly's transforms work on PIL images (as a torchvision data set gives them), ours on uint8 tensors;
-  lightly's Gaussian blur is PIL's (radius = sigma), ours a 3-pixel kernel at 28 px;
+- lightly's transforms augment one PIL image at a time in the data loader (as a torchvision data set hands
+  them over); ours draw each view's parameters per image and compute the pixels per batch, with the same
+  arithmetic as torchvision's per-image transforms and PIL's blur (``ssl_vision.transforms.views.View``);
 - lightly's heads put BatchNorm where lightly puts it (e.g. SimCLR's output layer has one).
 
 lightly is a test/benchmark-only dependency (the root ``dev`` group); nothing in the product imports it.
@@ -216,10 +217,6 @@ class LightlyBYOL(Momentum):
 
     def training_loss(self, views, step: int) -> torch.Tensor:
         self.update(step)
-        return self.loss(views)
-
-    def loss(self, views) -> torch.Tensor:
-        """The symmetric loss of a pair of views, without the momentum update."""
         x0, x1 = views[:2]
         p0, p1 = (self.prediction_head(self.projection_head(self.backbone(x))) for x in (x0, x1))
         z0, z1 = (self.projection_head_momentum(self.backbone_momentum(x)).detach() for x in (x0, x1))

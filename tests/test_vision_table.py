@@ -97,21 +97,24 @@ def test_lightly_version_trains_on_tiny_images(name):
 
 
 def test_default_runs_harness_records_a_run_and_tables_it(tmp_path):
-    """vision_defaults.py runs a recipe in a child process and records its minutes, peak memory, steps and
-    probes (here a smoke run: 3 steps on scikit-learn's digits, so it is recorded as smoke and kept out of
-    the table); the table renders the latest real record of each recipe in the recipes' order."""
-    vd = load("vision_defaults")
+    """defaults.py runs a recipe in a child process and records its minutes, peak memory, steps and probes
+    (here a smoke run: 3 steps on scikit-learn's digits, recorded as smoke and kept out of the table); the
+    table renders the latest real record of each recipe, and what set its length."""
+    d = load("defaults")
     smoke = ["data.name=digits", "train.max_steps=3", "train.batch_size=32", "probe.train_size=500"]
-    rec = vd.run_one("simclr", tmp_path / "runs", tmp_path / "r.jsonl", smoke=smoke)
-    assert rec["smoke"] and rec["steps"] == 3 and rec["stop_reason"] == "completed"
+    rec = d.run_one("vision", "simclr", tmp_path / "runs", tmp_path / "r.jsonl", smoke, smoke=True)
+    assert rec["smoke"] and rec["steps"] == 3 and rec["stop_reason"] == "completed" and rec["planned_steps"] == 3
     assert 0.05 < rec["peak_rss_gib"] < 16 and rec["wall_minutes"] > 0 and rec["samples_per_s"] > 0
     assert 0 <= rec["metrics"]["pretrained"]["knn_top1"] <= 1 and "linear_top1" in rec["metrics"]["random_init"]
-    assert (tmp_path / "runs" / "simclr" / "plots" / "embeddings.png").exists()
+    assert (tmp_path / "runs" / "vision" / "simclr" / "plots" / "embeddings.png").exists()
     with pytest.raises(SystemExit, match="not empty"):  # a second run never mixes into the first's folder
-        vd.run_one("simclr", tmp_path / "runs", tmp_path / "r.jsonl", smoke=smoke)
-    real = {**rec, "smoke": False, "steps": 468, "batch_size": 256}
-    text = vd.render([real, {**rec, "recipe": "byol", "smoke": False}, rec, {**real, "steps": 234}])
+        d.run_one("vision", "simclr", tmp_path / "runs", tmp_path / "r.jsonl", smoke, smoke=True)
+    real = {**rec, "smoke": False, "steps": 468, "total_steps": 468, "planned_steps": 468, "planned_epochs": 2}
+    cut = {**real, "steps": 234, "total_steps": 234, "max_minutes": 3.5}
+    text = d.render([real, {**rec, "recipe": "byol", "smoke": False}, rec, cut, {**real, "modality": "text"}], "vision")
     rows = [line.split(" | ") for line in text.splitlines()[2:]]
-    assert [r[0] for r in rows] == ["| vision/simclr", "| vision/byol"]  # recipes' order, smoke left out
-    assert rows[0][1] == "234 (1.00)"  # the latest record of simclr
-    assert rows[0][2] == "minute cap" and vd.render([real]).splitlines()[2].split(" | ")[2] == "2 epochs"
+    assert [r[0] for r in rows] == ["| vision/simclr", "| vision/byol"]  # first-seen order; smoke, text left out
+    assert rows[0][1] == "234" and rows[0][2] == "the 3.5-min cap"  # the latest record of simclr
+    assert d.render([real], "vision").splitlines()[2].split(" | ")[2] == "2 epochs"
+    cv = {**real, "metrics": {k: {"cv_top1": 0.8, "cv_std": 0.05} for k in ("pretrained", "random_init", "raw_input")}}
+    assert "80.00 ± 5.00%" in d.render([cv], "vision") and "cross-val" in d.render([cv], "vision")

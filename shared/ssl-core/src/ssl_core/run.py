@@ -255,6 +255,7 @@ def _write_summary(
             "recipe": key,
             "steps": result.step,
             "total_steps": result.total_steps,
+            "planned_steps": result.planned_steps,
             "stop_reason": result.stop_reason,
             "train_minutes": round(result.elapsed_s / 60, 3),
             "samples_per_s": round(result.samples_per_s, 1),

@@ -52,7 +52,8 @@ class TrainResult:
 
     Args:
         step: optimizer steps completed (including those of an earlier run when resuming).
-        total_steps: the planned length of the schedules.
+        total_steps: the length of the schedules (shortened from ``planned_steps`` when ``max_minutes`` fitted
+            them to the time).
         stop_reason: ``"completed"``, ``"max_minutes"`` or ``"interrupted"``.
         samples_per_s: training throughput of this session (samples per second, all processes).
         elapsed_s: wall time of the training loop, all sessions of the run together.
@@ -65,6 +66,7 @@ class TrainResult:
     samples_per_s: float
     elapsed_s: float
     checkpoint: Path | None
+    planned_steps: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -232,6 +234,7 @@ class Trainer:
         self.total_steps = max(1, math.ceil(config.epochs * self.steps_per_epoch))
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
+        self.planned_steps = self.total_steps  # before max_minutes fits the schedules to the time
         self.budget_fitted = False
 
     # ----------------------------------------------------------------------------------------- schedules
@@ -394,7 +397,7 @@ class Trainer:
             print(f"stopped at step {step}/{self.total_steps} ({stop_reason}); checkpoint {ckpt_path}", file=sys.stderr)
         session = time.perf_counter() - t_start
         rate = (step - start_step) * c.batch_size / session if session > 0 else 0.0
-        return TrainResult(step, self.total_steps, stop_reason, rate, elapsed, ckpt_path)
+        return TrainResult(step, self.total_steps, stop_reason, rate, elapsed, ckpt_path, self.planned_steps)
 
     # ------------------------------------------------------------------------------------ parts of fit
     def _prepare_model(self) -> tuple[Method, torch.nn.Module]:
