@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -24,6 +25,10 @@ class ResNetConfig:
         small_stem: 3x3 stem without max-pool (for images of about 32 pixels or less); ``False`` gives the
             ImageNet stem (7x7 stride 2 and a max-pool).
         stem_stride: stride of the small stem (1: the first stage sees the full resolution).
+        pool: how the last feature map becomes the embedding: ``avg`` (global average, the usual) or
+            ``grid`` (average over a ``pool_grid`` x ``pool_grid`` grid, flattened: the embedding keeps
+            where in the image a feature is).
+        pool_grid: the grid's side for ``pool=grid``.
     """
 
     layers: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
@@ -31,6 +36,8 @@ class ResNetConfig:
     in_channels: int | None = None
     small_stem: bool = True
     stem_stride: int = 1
+    pool: str = "avg"
+    pool_grid: int = 2
 
     @classmethod
     def resnet18(cls, in_channels: int | None = None) -> ResNetConfig:
@@ -43,6 +50,11 @@ class ResNetConfig:
             raise ValueError(f"ResNetConfig.layers must be positive block counts, got {list(self.layers)}")
         if self.width < 1 or (self.in_channels is not None and self.in_channels < 1):
             raise ValueError("ResNetConfig.width and in_channels must be positive")
+        if self.pool not in ("avg", "grid") or self.pool_grid < 1 or self.stem_stride < 1:
+            raise ValueError(
+                f"ResNetConfig.pool must be avg or grid, pool_grid and stem_stride positive; got {self.pool!r}, "
+                f"{self.pool_grid}, {self.stem_stride}"
+            )
 
 
 class BasicBlock(nn.Module):
@@ -73,6 +85,7 @@ class ResNet(nn.Module):
     Shapes:
         - input: ``(B, in_channels, H, W)``
         - output of :meth:`forward`: ``(B, embed_dim)`` with ``embed_dim = width * 2 ** (len(layers) - 1)``
+          (times ``pool_grid ** 2`` for ``pool=grid``)
     """
 
     def __init__(self, config: ResNetConfig | None = None) -> None:
@@ -103,7 +116,7 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
-        self.embed_dim = c_in
+        self.embed_dim = c_in * (config.pool_grid**2 if config.pool == "grid" else 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -113,4 +126,7 @@ class ResNet(nn.Module):
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x).mean(dim=(2, 3))  # (B, embed_dim)
+        f = self.forward_features(x)  # (B, C, H', W')
+        if self.config.pool == "grid":
+            return F.adaptive_avg_pool2d(f, self.config.pool_grid).flatten(1)  # (B, C * g * g)
+        return f.mean(dim=(2, 3))  # (B, embed_dim)
