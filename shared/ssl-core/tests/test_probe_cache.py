@@ -77,3 +77,35 @@ def test_cache_location_and_damaged_entries(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     blocked.put("k", {"knn_top1": 0.5})  # an unwritable cache is skipped
     assert blocked.get("k") is None
+
+
+def test_an_untrained_network_is_found_by_its_state_without_embedding(monkeypatch, tmp_path):
+    """A row given in ``fixed`` (the untrained network) is looked up by a digest of the inputs, the network's
+    tensors and code: a later run with an equal network neither embeds nor fits; another network does both."""
+    from torch import nn
+
+    monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path))
+    calls = _counting(monkeypatch)
+    bundle, cfg = _bundle(), ProbeConfig()
+    bundle.raw_features = None
+
+    def run(net):
+        seen = []
+        table = probe_table(bundle, {"untrained": lambda b: seen.append(1) or net(b)}, cfg, fixed={"untrained": net})
+        return table, len(seen)
+
+    torch.manual_seed(0)
+    first, embedded = run(nn.Linear(6, 3))
+    assert embedded > 0 and len(calls) == 1
+    torch.manual_seed(0)
+    again, embedded = run(nn.Linear(6, 3))  # equal weights: neither embedded nor fitted
+    assert again == first and embedded == 0 and len(calls) == 1
+    other = nn.Linear(6, 3)
+    with torch.no_grad():
+        other.weight[0, 0] += 1e-3
+    _, embedded = run(other)
+    assert embedded > 0 and len(calls) == 2
+    monkeypatch.setattr("ssl_core.eval.cache._package_code", lambda module: b"changed code")
+    torch.manual_seed(0)
+    _, embedded = run(nn.Linear(6, 3))  # other code: the model key misses, the embeddings' key hits
+    assert embedded > 0 and len(calls) == 2

@@ -233,7 +233,7 @@ def _probe(
         embedders = {"pretrained": method.embed, "random_init": untrained.embed}
         embeddings: dict = {}
         backbones = {"pretrained": method.backbone, "random_init": untrained.backbone}
-        table = probe_table(bundle, embedders, cfg.probe, device, embeddings, backbones)
+        table = probe_table(bundle, embedders, cfg.probe, device, embeddings, backbones, {"random_init": untrained})
         if len(bundle.probe_test.labels) >= 3:  # t-SNE of the pretrained test embeddings, a few seconds
             out = run_dir / "plots" / EMBEDDINGS_PLOT
             with record_function("probe/tsne"):

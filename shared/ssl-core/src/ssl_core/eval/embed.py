@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ssl_core.data import DataBundle, LabeledSplit, class_permutations
-from ssl_core.eval.cache import ProbeCache, probe_key
+from ssl_core.eval.cache import ProbeCache, inputs_digest, model_key, probe_key
 from ssl_core.eval.config import ProbeConfig
 from ssl_core.eval.crossval import cross_val_accuracy
 from ssl_core.eval.knn import knn_accuracy
@@ -74,6 +74,7 @@ def probe_table(
     device: torch.device | str = "cpu",
     embeddings: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     backbones: Mapping[str, nn.Module | None] | None = None,
+    fixed: Mapping[str, nn.Module] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score each embedding function (and the raw input, when the modality defines it) with the probes.
 
@@ -91,6 +92,9 @@ def probe_table(
             the whole ``probe_test`` split), e.g. to plot them without embedding again.
         backbones: row name -> the network behind the row, handed to the extra probes that train it
             (fine-tuning, :mod:`ssl_core.eval.finetune`); a row missing here gets ``None``.
+        fixed: row name -> the network whose state alone makes the row's embeddings (the untrained method of
+            ``random_init``): such a row is looked up in the cache by :func:`~ssl_core.eval.cache.model_key`
+            before it is embedded (and then it is not embedded, nor put into ``embeddings``).
 
     Returns:
         ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
@@ -108,23 +112,35 @@ def probe_table(
         rows["raw_input"] = bundle.raw_features
     cache = ProbeCache() if config.cache else None
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("enabled", "batch_size", "cache")}
-    table, cached = {}, []
+    table, cached, inputs = {}, [], None
     for name, fn in rows.items():
         dev = "cpu" if name == "raw_input" else device
-        kw = dict(batch_size=config.batch_size, device=dev, collate_fn=bundle.collate_fn)
-        with record_function(f"probe/embed {name}"):  # named ranges: benchmarks/profile_run.py reads them
-            e_train = embed_inputs(fn, train.inputs, desc=f"embed {name} (train)", **kw)
-            e_test = embed_inputs(fn, test.inputs, desc=f"embed {name} (test)", **kw)
-        if embeddings is not None:
-            embeddings[name] = (e_train, e_test)
-        key = probe_key(e_train, train.labels, e_test, test.labels, settings) if cache else None
-        row = cache.get(key) if cache else None
-        if row is not None:
-            cached.append(name)
+        row, by_model = None, None
+        if cache and name in (fixed or {}):
+            if inputs is None:
+                with record_function("probe/digest inputs"):
+                    inputs = inputs_digest(train.inputs, train.labels) + inputs_digest(test.inputs, test.labels)
+            by_model = model_key(fixed[name], inputs, settings)
+            row = cache.get(by_model)
+        if row is None:
+            kw = dict(batch_size=config.batch_size, device=dev, collate_fn=bundle.collate_fn)
+            with record_function(f"probe/embed {name}"):  # named ranges: benchmarks/profile_run.py reads them
+                e_train = embed_inputs(fn, train.inputs, desc=f"embed {name} (train)", **kw)
+                e_test = embed_inputs(fn, test.inputs, desc=f"embed {name} (test)", **kw)
+            if embeddings is not None:
+                embeddings[name] = (e_train, e_test)
+            key = probe_key(e_train, train.labels, e_test, test.labels, settings) if cache else None
+            row = cache.get(key) if cache else None
+            if row is None:
+                row = _score(e_train, train.labels, e_test, test.labels, config)
+                if cache:
+                    cache.put(key, row)
+            else:
+                cached.append(name)
+            if by_model:
+                cache.put(by_model, row)
         else:
-            row = _score(e_train, train.labels, e_test, test.labels, config)
-            if cache:
-                cache.put(key, row)
+            cached.append(name)
         for column, probe in bundle.extra_probes.items():
             if (score := probe(name, fn, dev, nets.get(name))) is not None:
                 row[column] = score
