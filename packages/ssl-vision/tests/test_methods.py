@@ -347,3 +347,21 @@ def test_a_resumed_dino_run_gets_the_uninterrupted_runs_teacher_temperature_at_e
     temps = [float(t) for _, t, _ in straight]
     assert temps[0] == pytest.approx(0.04) and temps[-1] == pytest.approx(0.07) and len(set(temps)) > 3
     assert resumed == straight
+
+
+def test_an_override_reaches_into_a_list_of_views():
+    """``--set method.views.0.crop_scale=...`` sets one view of a list-valued setting; a missing index or key,
+    or a bad value, is a one-line error that names it."""
+    from ssl_core.config import base_config, merge, to_run_config
+    from ssl_core.errors import ConfigError
+
+    recipe = modality.recipes["vicreg"]
+    cfg = to_run_config(merge(base_config(modality, recipe), overrides=["method.views.1.crop_scale=[0.35,1.0]",
+                                                                         "train.lr=4e-3"]))  # fmt: skip
+    assert cfg.method.views[1].crop_scale == [0.35, 1.0] and cfg.method.views[0].crop_scale == [0.2, 1.0]
+    assert cfg.train.lr == 4e-3
+    for bad, msg in ((["method.views.5.hflip=0"], "method.views.5.hflip: no such key"),
+                     (["method.views.0.nope=1"], "method.views.0.nope: no such key"),
+                     (["method.views.0.hflip=abc"], "method.views.0.hflip=abc")):  # fmt: skip
+        with pytest.raises(ConfigError, match=msg):
+            to_run_config(merge(base_config(modality, recipe), overrides=bad))

@@ -81,6 +81,9 @@ def check_overrides(items: Sequence[str]) -> list[str]:
     return out
 
 
+_MISSING = object()
+
+
 def merge(cfg: DictConfig, *, file: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> DictConfig:
     """Merge a YAML recipe file, then dotted ``key=value`` overrides, into ``cfg`` (type-checked)."""
     layers = []
@@ -91,11 +94,15 @@ def merge(cfg: DictConfig, *, file: str | os.PathLike | None = None, overrides: 
             raise ConfigError(f"config file not found: {file}") from None
         except Exception as e:
             raise ConfigError(f"cannot read config file {file}: {str(e).splitlines()[0]}") from None
-    if overrides:
+    overrides = check_overrides(overrides)
+    # an index reaches into a list (method.views.0.crop_scale=[0.4,1]): those keys are set one by one
+    indexed = [o for o in overrides if any(part.isdigit() for part in o.split("=", 1)[0].split("."))]
+    plain = [o for o in overrides if o not in indexed]
+    if plain:
         try:
-            layers.append(OmegaConf.from_dotlist(check_overrides(overrides)))
+            layers.append(OmegaConf.from_dotlist(plain))
         except OmegaConfBaseException as e:
-            raise ConfigError(f"cannot parse --set {' '.join(overrides)}: {_omega_message(e)}") from None
+            raise ConfigError(f"cannot parse --set {' '.join(plain)}: {_omega_message(e)}") from None
     for layer in layers:
         if "recipe" in layer and layer.recipe != cfg.recipe:
             raise ConfigError(f"the config is for {layer.recipe}, not {cfg.recipe}")
@@ -103,6 +110,15 @@ def merge(cfg: DictConfig, *, file: str | os.PathLike | None = None, overrides: 
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
             raise ConfigError(f"invalid setting {_omega_message(e)}") from None
+    for item in indexed:
+        key, text = item.split("=", 1)
+        try:
+            value = OmegaConf.from_dotlist([f"value={text}"]).value  # parsed as YAML, as the other keys
+            if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+                raise ConfigError(f"invalid setting {key}: no such key (or the list is shorter)")
+            OmegaConf.update(cfg, key, value, merge=True)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"invalid setting {item}: {_omega_message(e)}") from None
     return cfg
 
 
