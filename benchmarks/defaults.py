@@ -115,8 +115,10 @@ def run_one(
         "batch_size": train["batch_size"],
         "planned_epochs": train["epochs"],
         "max_minutes": train["max_minutes"],
-        **{k: summary[k] for k in ("steps", "total_steps", "planned_steps", "stop_reason", "train_minutes",
-                                   "samples_per_s")},
+        **{
+            k: summary[k]
+            for k in ("steps", "total_steps", "planned_steps", "stop_reason", "train_minutes", "samples_per_s")
+        },
         "metrics": json.loads((out / "metrics.json").read_text()),
     }
     if rescore_with:

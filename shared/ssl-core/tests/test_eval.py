@@ -94,15 +94,3 @@ def test_stratified_subset_keeps_class_shares():
     assert stratified_subset(LabeledSplit(list(range(1000)), y), None).labels is y
     assert stratified_subset(LabeledSplit(list(range(1000)), y, ("a", "b", "c")), 100).class_names == ("a", "b", "c")
 
-
-def test_linear_probe_runs_on_one_thread_and_restores_the_count(monkeypatch):
-    from ssl_core.eval import linear
-    from ssl_core.threads import num_threads
-
-    seen, real = [], linear._fit
-    monkeypatch.setattr(linear, "_fit", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
-    x, y = torch.randn(60, 4), torch.arange(60) % 3
-    with num_threads(2):
-        linear_probe(x, y, x, y)
-        assert torch.get_num_threads() == 2
-    assert seen and set(seen) == {1}

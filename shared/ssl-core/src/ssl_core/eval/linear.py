@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from ssl_core.data import stratified_split
 from ssl_core.eval._checks import check_embeddings
-from ssl_core.threads import num_threads
 
 DEFAULT_L2 = (1e-1, 1e-2, 1e-3, 1e-4)
 
@@ -32,10 +31,20 @@ class LinearProbeResult:
 def _fit(
     x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, w0: torch.Tensor | None, max_iter: int
 ) -> torch.Tensor:
-    """Minimise mean cross entropy + l2/2 * ||W||^2 (bias unpenalised) with full-batch L-BFGS."""
+    """Minimise mean cross entropy + l2/2 * ||W||^2 (bias unpenalised) with full-batch L-BFGS.
+
+    The gradient is written out, ``X^T (softmax(X W) - Y) / N + l2 W`` (``Y`` one-hot), with ``X^T`` stored
+    contiguous: L-BFGS calls it hundreds of times, and autograd's backward of ``X @ W`` took twice as long
+    (512 features, 8,000 samples, 2 cores).
+
+    Shapes:
+        - x: ``(N, D)``, y: ``(N,)``, w0: ``(D + 1, C)`` or ``None``; output: ``(D + 1, C)``, the bias last
+    """
     xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)  # (N, D+1)
+    xb_t = xb.T.contiguous()  # (D+1, N)
+    onehot = F.one_hot(y, num_classes).to(x.dtype)  # (N, C)
     w = torch.zeros(x.shape[1] + 1, num_classes, dtype=x.dtype) if w0 is None else w0.clone()
-    w.requires_grad_(True)
+    w.requires_grad_(True)  # LBFGS reads w.grad, which the closure sets
     opt = torch.optim.LBFGS(
         [w],
         lr=1.0,
@@ -46,14 +55,16 @@ def _fit(
         tolerance_change=1e-9,
     )
 
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(xb @ w, y) + 0.5 * l2 * w[:-1].pow(2).sum()
-        loss.backward()
-        return loss
+        logits = xb @ w  # (N, C)
+        nll = (torch.logsumexp(logits, 1) - logits.gather(1, y[:, None])[:, 0]).mean()
+        grad = xb_t @ (torch.softmax(logits, 1) - onehot) / len(y)  # (D+1, C)
+        grad[:-1] += l2 * w[:-1]
+        w.grad = grad
+        return nll + 0.5 * l2 * w[:-1].pow(2).sum()
 
-    with torch.enable_grad():
-        opt.step(closure)
+    opt.step(closure)
     return w.detach()
 
 
@@ -79,8 +90,7 @@ def linear_probe(
     the best is refitted on the whole training set and scored on the test set. This is the protocol of
     the linear evaluations of SimCLR and DINO, with full-batch L-BFGS (fast at these sizes) instead of SGD.
     The objective is mean cross entropy + ``l2 / 2 * ||W||^2``, i.e. scikit-learn's
-    ``LogisticRegression(C=1 / (l2 * N))``. It runs on one thread (:func:`ssl_core.threads.num_threads`:
-    L-BFGS's many small operations ran 5x slower on two).
+    ``LogisticRegression(C=1 / (l2 * N))``.
 
     Args:
         train_emb, train_y: labelled embeddings to fit on.
@@ -109,11 +119,10 @@ def linear_probe(
 
     scores, w = {}, None
     best_l2, best_w, best = None, None, -1.0
-    with num_threads(1):
-        for l2 in sorted(l2_grid, reverse=True):
-            w = _fit(x[~val_mask], y[~val_mask], num_classes, l2, w, max_iter)
-            scores[l2] = _accuracy(w, x[val_mask], y[val_mask])
-            if scores[l2] > best:
-                best_l2, best_w, best = l2, w, scores[l2]
-        w = _fit(x, y, num_classes, best_l2, best_w, max_iter)
+    for l2 in sorted(l2_grid, reverse=True):
+        w = _fit(x[~val_mask], y[~val_mask], num_classes, l2, w, max_iter)
+        scores[l2] = _accuracy(w, x[val_mask], y[val_mask])
+        if scores[l2] > best:
+            best_l2, best_w, best = l2, w, scores[l2]
+    w = _fit(x, y, num_classes, best_l2, best_w, max_iter)
     return LinearProbeResult(top1=_accuracy(w, xt, yt), l2=best_l2, val_top1=scores)
