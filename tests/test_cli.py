@@ -10,12 +10,10 @@ import sys
 import time
 
 import pytest
-import torch
 
-import ssl_core
 from helpers import TINY, run_selfsup
-from ssl_core.run import build_method, open_run
-from ssl_core.train import latest_checkpoint, list_checkpoints, load_weights
+from ssl_core.testing.export_checks import assert_export_matches_run
+from ssl_core.train import latest_checkpoint, list_checkpoints
 
 
 def test_console_script_is_installed():
@@ -46,14 +44,7 @@ def test_pretrain_eval_export(tmp_path):
 
     out = tmp_path / "export"
     run_selfsup("export", str(run), str(out), check=True)
-    backbone = ssl_core.load_backbone(out)
-    modality, recipe, cfg = open_run(run)
-    bundle = modality.load_data(cfg.data)
-    method = build_method(recipe, cfg, bundle)
-    load_weights(method, latest_checkpoint(run / "checkpoints"))
-    method.eval()
-    x = torch.stack([bundle.probe_test.inputs[i] for i in range(8)])
-    torch.testing.assert_close(backbone(x), method.embed(x))
+    assert_export_matches_run(run, out, n=8)
     exported = json.loads((out / "config.json").read_text())
     assert exported["modality"] == "vision" and exported["input"]["image_size"] == 28
 

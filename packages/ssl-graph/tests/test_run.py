@@ -3,11 +3,10 @@
 import json
 
 import pytest
-import torch
 
 import ssl_core
-from ssl_core.run import build_method, evaluate, open_run, pretrain
-from ssl_core.train import latest_checkpoint, load_weights
+from ssl_core.run import evaluate, pretrain
+from ssl_core.testing.export_checks import assert_export_matches_run
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +21,7 @@ def run_and_export(tmp_path, key, *overrides, steps=3):
         assert {"knn_top1", "linear_top1", "cv_top1", "cv_std"} <= set(row)
         assert all(0 <= row[k] <= 1 for k in ("knn_top1", "linear_top1", "cv_top1"))
     out = ssl_core.export_backbone(run, tmp_path / "export")
-    backbone = ssl_core.load_backbone(out)
-    modality, recipe, cfg = open_run(run)
-    bundle = modality.load_data(cfg.data)
-    method = build_method(recipe, cfg, bundle)
-    load_weights(method, latest_checkpoint(run / "checkpoints"))
-    method.eval()
-    x = bundle.collate_fn([bundle.probe_test.inputs[i] for i in range(4)])
-    torch.testing.assert_close(backbone(x), method.embed(x))
+    assert_export_matches_run(run, out, n=4)
     return run, metrics
 
 

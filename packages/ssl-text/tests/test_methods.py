@@ -15,25 +15,11 @@ from ssl_text.methods.slm import SLM, SLMConfig
 from ssl_text.methods.t5_span import T5SpanConfig, T5SpanCorruption, sentinel_corruption
 from ssl_text.models.backbones import TextBackboneConfig
 from ssl_text.pretext import MLMPretext, collate_with_labels, pad_targets
-from ssl_text.tokenization import FIRST_SENTINEL_ID, MASK_ID, NUM_SPECIAL, encode, to_transformers, tokenizer_from_json
-
-CORPUS = [
-    "the cat sat on the mat",
-    "a dog ate the apple and the cat",
-    "self supervised learning from unlabeled text",
-    "the quick brown fox jumps over the lazy dog",
-    "language models predict the next token",
-] * 8
+from ssl_text.tokenization import FIRST_SENTINEL_ID, MASK_ID, NUM_SPECIAL, to_transformers, tokenizer_from_json
 
 
 def tiny_backbone(arch: str) -> TextBackboneConfig:
     return TextBackboneConfig(arch=arch, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, dropout=0.0)
-
-
-def _samples(info, n=None):
-    tok = tokenizer_from_json(info.tokenizer)
-    texts = CORPUS if n is None else (CORPUS * (n // len(CORPUS) + 1))[:n]
-    return [TextSample(ids, t, -1) for ids, t in zip(encode(tok, texts, info.max_length), texts, strict=True)]
 
 
 def _batch(method, samples, seed=0):
@@ -77,7 +63,7 @@ def _copy_grads_equal(a, b, atol=1e-5):
         torch.testing.assert_close(pa.grad, pb.grad, atol=atol, rtol=1e-4, msg=f"{na} vs {nb}")
 
 
-def test_mlm_loss_equals_bert_for_masked_lm(tiny_info):
+def test_mlm_loss_equals_bert_for_masked_lm(tiny_info, tiny_samples):
     from transformers import BertForMaskedLM
 
     torch.manual_seed(0)
@@ -96,7 +82,7 @@ def test_mlm_loss_equals_bert_for_masked_lm(tiny_info):
     }
     ref.load_state_dict(state, strict=False)
     m.eval(), ref.eval()
-    batch = _batch(m, _samples(tiny_info)[:8])
+    batch = _batch(m, tiny_samples(tiny_info)[:8])
     ours = m(batch).loss
     theirs = ref(**batch).loss
     torch.testing.assert_close(ours, theirs)
@@ -106,7 +92,7 @@ def test_mlm_loss_equals_bert_for_masked_lm(tiny_info):
     )
 
 
-def test_causal_lm_loss_equals_gpt2_lm_head_model(tiny_info):
+def test_causal_lm_loss_equals_gpt2_lm_head_model(tiny_info, tiny_samples):
     from transformers import GPT2LMHeadModel
 
     torch.manual_seed(0)
@@ -114,7 +100,7 @@ def test_causal_lm_loss_equals_gpt2_lm_head_model(tiny_info):
     ref = GPT2LMHeadModel(m.backbone.model.config)
     ref.transformer.load_state_dict(m.backbone.model.state_dict())
     m.eval(), ref.eval()
-    batch = _batch(m, _samples(tiny_info)[:8])
+    batch = _batch(m, tiny_samples(tiny_info)[:8])
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     ours, theirs = m(batch).loss, ref(**batch, labels=labels).loss
     torch.testing.assert_close(ours, theirs)
@@ -122,7 +108,7 @@ def test_causal_lm_loss_equals_gpt2_lm_head_model(tiny_info):
     torch.testing.assert_close(m.backbone.model.wte.weight.grad, ref.transformer.wte.weight.grad)
 
 
-def test_seq2seq_loss_equals_t5_for_conditional_generation(tiny_info):
+def test_seq2seq_loss_equals_t5_for_conditional_generation(tiny_info, tiny_samples):
     from transformers import T5ForConditionalGeneration
 
     torch.manual_seed(0)
@@ -132,7 +118,7 @@ def test_seq2seq_loss_equals_t5_for_conditional_generation(tiny_info):
         m.backbone.model.state_dict() | {"lm_head.weight": m.backbone.model.shared.weight}, strict=False
     )
     m.eval(), ref.eval()
-    batch = _batch(m, _samples(tiny_info)[:8])
+    batch = _batch(m, tiny_samples(tiny_info)[:8])
     ours = m(batch).loss
     theirs = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
     torch.testing.assert_close(ours, theirs)
@@ -169,11 +155,11 @@ def test_span_corruption_statistics_and_reconstruction():
     )
 
 
-def test_electra_shares_embeddings_and_labels_replacements(tiny_info):
+def test_electra_shares_embeddings_and_labels_replacements(tiny_info, tiny_samples):
     torch.manual_seed(0)
     m = Electra(ElectraConfig(backbone=tiny_backbone("electra")), tiny_info)
     assert m.generator.embeddings.word_embeddings is m.backbone.model.embeddings.word_embeddings
-    batch = _batch(m, _samples(tiny_info)[:8])
+    batch = _batch(m, tiny_samples(tiny_info)[:8])
     sel = batch["labels"] != -100
     assert (batch["input_ids"][sel] == MASK_ID).all()  # the generator sees [MASK] at every selected token
     out = m(batch)
@@ -183,14 +169,14 @@ def test_electra_shares_embeddings_and_labels_replacements(tiny_info):
     assert m.discriminator_head.out.weight.grad is not None
 
 
-def test_rts_and_slm_swap_with_random_tokens(tiny_info):
+def test_rts_and_slm_swap_with_random_tokens(tiny_info, tiny_samples):
     torch.manual_seed(0)
     for cls, cfg in (
         (RTS, RTSConfig(backbone=tiny_backbone("roberta"))),
         (SLM, SLMConfig(backbone=tiny_backbone("roberta"))),
     ):
         m = cls(cfg, tiny_info)
-        batch = _batch(m, _samples(tiny_info, 400))
+        batch = _batch(m, tiny_samples(tiny_info, 400))
         sel = batch["labels"] != -100
         assert (batch["input_ids"] != MASK_ID).all()  # no [MASK]: every selected token is swapped
         assert 0.1 < sel[batch["attention_mask"].bool()].float().mean() < 0.2
@@ -199,7 +185,7 @@ def test_rts_and_slm_swap_with_random_tokens(tiny_info):
         assert torch.isfinite(out.loss)
 
 
-def test_code_switching_uses_the_lexicon(tiny_info):
+def test_code_switching_uses_the_lexicon(tiny_info, tiny_samples):
     lex = {"cat": ["chat"], "dog": ["chien"], "apple": ["pomme"]}
     torch.manual_seed(0)
     text, n = code_switch("The cat and the Dog ate an apple.", lex, 1.0)
@@ -207,8 +193,8 @@ def test_code_switching_uses_the_lexicon(tiny_info):
     assert code_switch("The cat.", lex, 1e-9) == ("The cat.", 0)
     info = type(tiny_info)(**{**tiny_info.__dict__, "lexicon": load_lexicon("eng-fra")})
     m = CodeSwitchRestore(CodeSwitchConfig(backbone=tiny_backbone("t5")), info)
-    batch = _batch(m, _samples(info)[:8])
-    assert (batch["labels"] == pad_targets([s.ids for s in _samples(info)[:8]])).all()  # targets: the originals
+    batch = _batch(m, tiny_samples(info)[:8])
+    assert (batch["labels"] == pad_targets([s.ids for s in tiny_samples(info)[:8]])).all()  # targets: the originals
     m(batch).loss.backward()
 
 

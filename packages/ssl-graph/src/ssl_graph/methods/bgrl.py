@@ -17,12 +17,12 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from ssl_core.losses import negative_cosine
-from ssl_core.method import BackboneSpec, Method, MethodOutput
+from ssl_core.method import MethodOutput
 from ssl_core.teacher import EMATeacher
-from ssl_graph.data.graphs import GraphInfo, collate_views
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import TwoViewGNNMethod
 from ssl_graph.models.encoder import EncoderConfig
-from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment, grace_view
+from ssl_graph.transforms.augment import AugmentConfig, grace_view
 
 
 @dataclass
@@ -41,7 +41,7 @@ class BGRLConfig:
     view2: AugmentConfig = field(default_factory=lambda: grace_view(0.2, 0.3))
 
 
-class BGRL(Method):
+class BGRL(TwoViewGNNMethod):
     """BGRL: an online encoder + predictor regress the EMA target's node embeddings of the other view.
 
     Shapes:
@@ -50,20 +50,12 @@ class BGRL(Method):
     """
 
     def __init__(self, config: BGRLConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         d = self.backbone.node_dim
         self.predictor = nn.Sequential(
             nn.Linear(d, config.predictor_hidden), nn.PReLU(), nn.Linear(config.predictor_hidden, d)
         )
         self.target = EMATeacher(self.backbone)
-
-    def pretext(self) -> GraphViews:
-        return GraphViews([build_augment(self.config.view1), build_augment(self.config.view2)])
-
-    def collate(self):
-        return collate_views
 
     def forward(self, batch: tuple[Batch, Batch]) -> MethodOutput:
         b1, b2 = batch
@@ -77,6 +69,3 @@ class BGRL(Method):
 
     def after_optimizer_step(self, step: int, values) -> None:
         self.target.update(self.backbone, values["ema_momentum"])
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

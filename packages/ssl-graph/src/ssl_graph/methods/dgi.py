@@ -18,11 +18,10 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
 from ssl_core.losses import dgi_loss
-from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo, collate_graphs
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_core.method import MethodOutput
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import GNNMethod
 from ssl_graph.models.encoder import EncoderConfig
-from ssl_graph.transforms.augment import Identity
 
 
 @dataclass
@@ -37,7 +36,7 @@ class DGIConfig:
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="gcn", num_layers=2, hidden_dim=64))
 
 
-class DGI(Method):
+class DGI(GNNMethod):
     """DGI: local-global discrimination between real and feature-shuffled graphs.
 
     Shapes:
@@ -46,18 +45,10 @@ class DGI(Method):
     """
 
     def __init__(self, config: DGIConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         d = self.backbone.node_dim
         self.weight = nn.Parameter(torch.empty(d, d))
         nn.init.xavier_uniform_(self.weight)
-
-    def pretext(self) -> Identity:
-        return Identity()
-
-    def collate(self):
-        return collate_graphs
 
     def forward(self, batch: Batch) -> MethodOutput:
         perm = torch.randperm(batch.num_nodes, device=batch.x.device)  # the corruption: shuffle features
@@ -66,6 +57,3 @@ class DGI(Method):
         summary = torch.sigmoid(global_mean_pool(h_real, batch.batch, batch.num_graphs))  # (B, D)
         loss = dgi_loss(h_real, h_fake, summary, batch.batch, self.weight)
         return MethodOutput(loss, {})
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

@@ -16,12 +16,12 @@ from torch_geometric.data import Batch
 
 from ssl_core.errors import ConfigError
 from ssl_core.losses import nt_xent
-from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo, collate_views
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_core.method import MethodOutput
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import TwoViewGNNMethod
 from ssl_graph.models.encoder import EncoderConfig
 from ssl_graph.models.heads import mlp_head
-from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment, grace_view
+from ssl_graph.transforms.augment import AugmentConfig, grace_view
 
 
 @dataclass
@@ -52,7 +52,7 @@ class GRACEConfig:
                 raise ConfigError("GRACE views may only use drop_edges and mask_features (every node must stay)")
 
 
-class GRACE(Method):
+class GRACE(TwoViewGNNMethod):
     """GRACE: node-level NT-Xent between two corrupted views of the same graphs.
 
     Shapes:
@@ -61,16 +61,8 @@ class GRACE(Method):
     """
 
     def __init__(self, config: GRACEConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         self.projector = mlp_head(self.backbone.node_dim, config.proj_dim, config.proj_dim)
-
-    def pretext(self) -> GraphViews:
-        return GraphViews([build_augment(self.config.view1), build_augment(self.config.view2)])
-
-    def collate(self):
-        return collate_views
 
     def forward(self, batch: tuple[Batch, Batch]) -> MethodOutput:
         b1, b2 = batch
@@ -81,6 +73,3 @@ class GRACE(Method):
             h1, h2 = h1[keep], h2[keep]
         loss = nt_xent(self.projector(h1), self.projector(h2), self.config.temperature)
         return MethodOutput(loss, {"nodes": float(len(h1))})
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

@@ -15,12 +15,12 @@ import torch
 from torch_geometric.data import Batch
 
 from ssl_core.losses import nt_xent
-from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo, collate_views
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_core.method import MethodOutput
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import TwoViewGNNMethod
 from ssl_graph.models.encoder import EncoderConfig
 from ssl_graph.models.heads import mlp_head
-from ssl_graph.transforms.augment import AugmentConfig, GraphViews, build_augment
+from ssl_graph.transforms.augment import AugmentConfig
 
 
 @dataclass
@@ -44,7 +44,7 @@ class GraphCLConfig:
     gather_distributed: bool = True
 
 
-class GraphCL(Method):
+class GraphCL(TwoViewGNNMethod):
     """GraphCL: GNN encoder f with readout, projection g, NT-Xent between two augmented views of each graph.
 
     Shapes:
@@ -53,16 +53,8 @@ class GraphCL(Method):
     """
 
     def __init__(self, config: GraphCLConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         self.projector = mlp_head(self.backbone.embed_dim, config.proj_dim, config.proj_dim)
-
-    def pretext(self) -> GraphViews:
-        return GraphViews([build_augment(self.config.view1), build_augment(self.config.view2)])
-
-    def collate(self):
-        return collate_views
 
     def forward(self, batch: tuple[Batch, Batch]) -> MethodOutput:
         b1, b2 = batch
@@ -72,6 +64,3 @@ class GraphCL(Method):
         with torch.no_grad():
             pos = torch.nn.functional.cosine_similarity(z1, z2).mean()
         return MethodOutput(loss, {"pos_cos": pos})
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

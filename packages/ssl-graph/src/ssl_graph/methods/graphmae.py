@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 
 from torch_geometric.data import Batch
 
-from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo, collate_graphs
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_core.method import MethodOutput
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import GNNMethod
 from ssl_graph.models.encoder import EncoderConfig
 from ssl_graph.models.heads import MaskedFeatureConfig, MaskedFeatureHead
-from ssl_graph.transforms.augment import Identity
 
 
 @dataclass
@@ -40,7 +39,7 @@ class GraphMAEConfig(MaskedFeatureConfig):
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(num_layers=5, jk="last"))
 
 
-class GraphMAE(Method):
+class GraphMAE(GNNMethod):
     """GraphMAE: masked node-feature reconstruction with re-masking and the scaled cosine error.
 
     Shapes:
@@ -49,19 +48,8 @@ class GraphMAE(Method):
     """
 
     def __init__(self, config: GraphMAEConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         self.head = MaskedFeatureHead(self.backbone.node_dim, config.encoder.hidden_dim, info.num_features, config)
-
-    def pretext(self) -> Identity:
-        return Identity()
-
-    def collate(self):
-        return collate_graphs
 
     def forward(self, batch: Batch) -> MethodOutput:
         return MethodOutput(self.head(self.backbone, batch.x, batch.edge_index), {})
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

@@ -21,11 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch
 
-from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo, collate_graphs
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_core.method import MethodOutput
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import GNNMethod
 from ssl_graph.models.encoder import EncoderConfig
-from ssl_graph.transforms.augment import Identity
 
 
 def local_global_jsd(local: torch.Tensor, global_: torch.Tensor, graph_index: torch.Tensor) -> torch.Tensor:
@@ -84,7 +83,7 @@ class InfoGraphConfig:
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(num_layers=4))
 
 
-class InfoGraph(Method):
+class InfoGraph(GNNMethod):
     """InfoGraph: local-global Jensen-Shannon mutual information between nodes and graph embeddings.
 
     Shapes:
@@ -93,17 +92,9 @@ class InfoGraph(Method):
     """
 
     def __init__(self, config: InfoGraphConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         self.local_d = FF(self.backbone.node_dim)
         self.global_d = FF(self.backbone.embed_dim)
-
-    def pretext(self) -> Identity:
-        return Identity()
-
-    def collate(self):
-        return collate_graphs
 
     def forward(self, batch: Batch) -> MethodOutput:
         h = self.backbone.node_embeddings(batch.x, batch.edge_index)  # (N, node_dim)
@@ -111,6 +102,3 @@ class InfoGraph(Method):
         # a node's positive is its own graph (for node-level samples: its own neighbourhood's centre)
         loss = local_global_jsd(self.local_d(h), self.global_d(g), batch.batch)
         return MethodOutput(loss, {})
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

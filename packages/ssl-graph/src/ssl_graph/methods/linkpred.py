@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from torch_geometric.data import Batch
 
 from ssl_core.errors import ConfigError
-from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_graph.data.graphs import GraphInfo, collate_graphs
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_core.method import MethodOutput
+from ssl_graph.data.graphs import GraphInfo
+from ssl_graph.methods.common import GNNMethod
 from ssl_graph.models.encoder import EncoderConfig
 from ssl_graph.models.heads import link_prediction_loss
-from ssl_graph.transforms.augment import Identity
 
 
 @dataclass
@@ -40,7 +39,7 @@ class LinkPredConfig:
             raise ConfigError(f"method.mask_rate must lie in (0, 1), got {self.mask_rate}")
 
 
-class LinkPred(Method):
+class LinkPred(GNNMethod):
     """Link prediction: inner-product decoder over held-out edges against random non-edges.
 
     Shapes:
@@ -49,18 +48,7 @@ class LinkPred(Method):
     """
 
     def __init__(self, config: LinkPredConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
-
-    def pretext(self) -> Identity:
-        return Identity()
-
-    def collate(self):
-        return collate_graphs
+        super().__init__(config, info)
 
     def forward(self, batch: Batch) -> MethodOutput:
         return MethodOutput(link_prediction_loss(self.backbone, batch, self.config.mask_rate), {})
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

@@ -31,9 +31,9 @@ from torch_geometric.nn import global_mean_pool
 from ssl_core.errors import ConfigError
 from ssl_core.losses import dgi_loss, nt_xent
 from ssl_core.losses.multitask import MultiTaskLoss
-from ssl_core.method import BackboneSpec, Method, MethodOutput
+from ssl_core.method import MethodOutput
 from ssl_graph.data.graphs import GraphInfo, collate_views
-from ssl_graph.methods.common import build_backbone, gnn_spec
+from ssl_graph.methods.common import GNNMethod
 from ssl_graph.models.encoder import EncoderConfig
 from ssl_graph.models.heads import MaskedFeatureConfig, MaskedFeatureHead, link_prediction_loss, mlp_head
 from ssl_graph.transforms.augment import AugmentConfig, GraphViews, Identity, build_augment, grace_view
@@ -73,7 +73,7 @@ class ParetoGNNConfig:
             raise ConfigError(f"method.tasks must be distinct names among {', '.join(TASKS)}, got {self.tasks}")
 
 
-class ParetoGNN(Method):
+class ParetoGNN(GNNMethod):
     """ParetoGNN: several graph pretext tasks on one encoder, balanced by MGDA's min-norm weights.
 
     Shapes:
@@ -82,9 +82,7 @@ class ParetoGNN(Method):
     """
 
     def __init__(self, config: ParetoGNNConfig, info: GraphInfo) -> None:
-        super().__init__()
-        self.config, self.info = config, info
-        self.backbone = build_backbone(config.encoder, info)
+        super().__init__(config, info)
         d = self.backbone.node_dim
         self.heads = nn.ModuleDict()
         if "ming" in config.tasks:
@@ -127,6 +125,3 @@ class ParetoGNN(Method):
         logs = {f"loss_{t}": v.detach() for t, v in losses.items()}
         logs.update({f"w_{t}": w for t, w in weights.items()})
         return MethodOutput(total, logs)
-
-    def backbone_spec(self) -> BackboneSpec:
-        return gnn_spec(self.backbone, self.info)

@@ -33,3 +33,24 @@ def gather(x: torch.Tensor, gather_distributed: bool) -> tuple[torch.Tensor, int
     if not gather_distributed:
         return x, 0
     return gather_with_grad(x), get_rank() * x.shape[0]
+
+
+def global_mean(per_item: torch.Tensor, gather_distributed: bool) -> torch.Tensor:
+    """This rank's share of the mean of per-item losses over the global batch, where ranks hold different
+    numbers of items (anchors with a positive, regions seen twice).
+
+    The local sum is divided by the mean number of items per rank, so that DDP's mean over ranks is the mean
+    over every item of all ranks; without ``gather_distributed`` it is the local mean. No item gives 0.
+
+    Args:
+        per_item: this rank's per-item losses.
+        gather_distributed: count the items of every rank.
+
+    Shapes:
+        - per_item: ``(M,)``; output: scalar
+    """
+    count = per_item.new_tensor(float(per_item.shape[0]))
+    if gather_distributed:
+        counts, _ = gather(count.reshape(1), True)
+        count = counts.sum() / counts.shape[0]
+    return per_item.sum() / count.clamp(min=1.0)

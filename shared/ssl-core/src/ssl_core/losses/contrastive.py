@@ -17,6 +17,30 @@ from ssl_core.kernels import similarity_implementation, similarity_logsumexp
 from ssl_core.losses._common import check_pair, check_positive, gather
 
 
+def _both_views(
+    z_a: torch.Tensor, z_b: torch.Tensor, gather_distributed: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Anchors and candidates of the two-view losses (:func:`nt_xent`, :func:`dcl`): every embedding of both
+    views is an anchor, and its candidates are both views of every rank.
+
+    Args:
+        z_a, z_b: this rank's (normalised) embeddings of the two views; row ``i`` of each is sample ``i``.
+        gather_distributed: take the candidates from every rank.
+
+    Returns:
+        the anchors (this rank's ``z_a`` then ``z_b``), the candidates (every rank's ``z_a``, then every
+        rank's ``z_b``), ``local``: where this rank's samples sit among one view's ``N`` candidates (so sample
+        ``i``'s ``z_a`` is candidate ``local[i]`` and its ``z_b`` candidate ``local[i] + N``), and ``N``.
+
+    Shapes:
+        - z_a, z_b: ``(n, D)``; anchors: ``(2n, D)``; candidates: ``(2N, D)``; local: ``(n,)``
+    """
+    g_a, offset = gather(z_a, gather_distributed)
+    g_b, _ = gather(z_b, gather_distributed)
+    local = torch.arange(z_a.shape[0], device=z_a.device) + offset
+    return torch.cat([z_a, z_b]), torch.cat([g_a, g_b]), local, g_a.shape[0]
+
+
 def nt_xent(
     z_a: torch.Tensor,
     z_b: torch.Tensor,
@@ -52,14 +76,8 @@ def nt_xent(
     """
     check_pair(z_a, z_b, "nt_xent")
     check_positive(temperature, "temperature")
-    n = z_a.shape[0]
     z_a, z_b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
-    anchors = torch.cat([z_a, z_b])  # (2n, D)
-    g_a, offset = gather(z_a, gather_distributed)
-    g_b, _ = gather(z_b, gather_distributed)
-    big_n = g_a.shape[0]
-    candidates = torch.cat([g_a, g_b])  # (2N, D)
-    local = torch.arange(n, device=z_a.device) + offset
+    anchors, candidates, local, big_n = _both_views(z_a, z_b, gather_distributed)  # (2n, D), (2N, D)
     self_idx = torch.cat([local, local + big_n])  # where each anchor sits among the candidates
     pos_idx = torch.cat([local + big_n, local])
     choice = similarity_implementation(anchors, candidates, impl)
@@ -67,7 +85,7 @@ def nt_xent(
         lse = similarity_logsumexp(anchors, candidates, temperature, self_idx[:, None], choice)
         return (lse - (anchors * candidates[pos_idx]).sum(dim=1) / temperature).mean()
     logits = anchors @ candidates.T / temperature  # (2n, 2N)
-    rows = torch.arange(2 * n, device=z_a.device)
+    rows = torch.arange(len(anchors), device=z_a.device)
     logits = logits.masked_fill(
         torch.zeros_like(logits, dtype=torch.bool).index_put_((rows, self_idx), torch.tensor(True)), float("-inf")
     )
@@ -183,12 +201,7 @@ def dcl(
         if weights.shape != (n,):
             raise ValueError(f"weight_fn must return ({n},) weights, got {tuple(weights.shape)}")
         positive = positive * weights
-    g_a, offset = gather(z_a, gather_distributed)
-    g_b, _ = gather(z_b, gather_distributed)
-    big_n = g_a.shape[0]
-    anchors = torch.cat([z_a, z_b])  # (2n, D)
-    candidates = torch.cat([g_a, g_b])  # (2N, D)
-    local = torch.arange(n, device=z_a.device) + offset
+    anchors, candidates, local, big_n = _both_views(z_a, z_b, gather_distributed)  # (2n, D), (2N, D)
     choice = similarity_implementation(anchors, candidates, impl)
     if choice != "dense":  # tiled kernel, each anchor's own column and its positive's left out
         cols = torch.cat([local, local])

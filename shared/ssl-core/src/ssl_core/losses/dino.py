@@ -117,7 +117,31 @@ def ibot_patch_loss(
     return ((ce * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)).mean()
 
 
-class DINOLoss(nn.Module):
+class _CenteredTeacherLoss(nn.Module):
+    """The state of a loss against a centred teacher (DINO, iBOT): default temperatures and the teacher centre,
+    an EMA of the teacher outputs averaged over all ranks (:class:`ssl_core.teacher.Center`), checkpointed with
+    the method. Subclasses compute the loss with :attr:`center` and then update it.
+
+    Args:
+        out_dim: size ``K`` of the head output.
+        teacher_temp: default :math:`\\tau_t`, used when ``forward`` gets none.
+        student_temp: :math:`\\tau_s`.
+        center_momentum: EMA momentum of the centre.
+    """
+
+    def __init__(
+        self, out_dim: int, teacher_temp: float = 0.04, student_temp: float = 0.1, center_momentum: float = 0.9
+    ) -> None:
+        super().__init__()
+        self.teacher_temp, self.student_temp = teacher_temp, student_temp
+        self.center = Center(out_dim, center_momentum)
+
+    def _teacher_temp(self, teacher_temp: float | None) -> float:
+        """This call's :math:`\\tau_t`: the step's (from the schedule) when given, else the default."""
+        return self.teacher_temp if teacher_temp is None else teacher_temp
+
+
+class DINOLoss(_CenteredTeacherLoss):
     """:func:`dino_loss` with the centre kept as state, updated after each call (DINO, Algorithm 1).
 
     The centre is an EMA of the teacher outputs averaged over all ranks (:class:`ssl_core.teacher.Center`),
@@ -129,13 +153,6 @@ class DINOLoss(nn.Module):
         student_temp: :math:`\\tau_s`.
         center_momentum: EMA momentum of the centre (0.9).
     """
-
-    def __init__(
-        self, out_dim: int, teacher_temp: float = 0.04, student_temp: float = 0.1, center_momentum: float = 0.9
-    ) -> None:
-        super().__init__()
-        self.teacher_temp, self.student_temp = teacher_temp, student_temp
-        self.center = Center(out_dim, center_momentum)
 
     def forward(
         self,
@@ -150,13 +167,13 @@ class DINOLoss(nn.Module):
             teacher_out: ``(V_t, N, K)`` teacher logits.
             teacher_temp: this step's teacher temperature (from the schedule); the default otherwise.
         """
-        temp = self.teacher_temp if teacher_temp is None else teacher_temp
+        temp = self._teacher_temp(teacher_temp)
         loss = dino_loss(student_out, teacher_out, self.center.center, temp, self.student_temp)
         self.center.update(_stack_views(teacher_out, "teacher_out"))
         return loss
 
 
-class IBOTPatchLoss(nn.Module):
+class IBOTPatchLoss(_CenteredTeacherLoss):
     """:func:`ibot_patch_loss` with its own patch centre, updated from all teacher patch tokens after each call.
 
     As iBOT's ``update_center``, the centre is the EMA of the mean over every patch token of the teacher
@@ -169,13 +186,6 @@ class IBOTPatchLoss(nn.Module):
         center_momentum: EMA momentum of the centre (0.9).
     """
 
-    def __init__(
-        self, out_dim: int, teacher_temp: float = 0.04, student_temp: float = 0.1, center_momentum: float = 0.9
-    ) -> None:
-        super().__init__()
-        self.teacher_temp, self.student_temp = teacher_temp, student_temp
-        self.center = Center(out_dim, center_momentum)
-
     def forward(
         self,
         student_patches: torch.Tensor,
@@ -183,7 +193,7 @@ class IBOTPatchLoss(nn.Module):
         mask: torch.Tensor,
         teacher_temp: float | None = None,
     ) -> torch.Tensor:
-        temp = self.teacher_temp if teacher_temp is None else teacher_temp
+        temp = self._teacher_temp(teacher_temp)
         loss = ibot_patch_loss(student_patches, teacher_patches, mask, self.center.center, temp, self.student_temp)
         self.center.update(teacher_patches)
         return loss

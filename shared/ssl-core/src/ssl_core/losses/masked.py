@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +36,24 @@ def _masked_mean(per_patch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (per_patch * m).sum() / m.sum().clamp(min=1.0)
 
 
+def _masked_patch_error(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    norm_pix: bool,
+    eps: float,
+    error: Callable[[torch.Tensor], torch.Tensor],
+    name: str,
+) -> torch.Tensor:
+    """The body of :func:`masked_mse` and :func:`masked_l1`: ``error`` of the residual averaged over each
+    patch's values, then over the masked patches, after the shape checks and MAE's optional per-patch target
+    normalisation. Shapes: pred, target ``(B, L, P)``, mask ``(B, L)`` -> scalar."""
+    _check_patches(pred, target, mask, name)
+    if norm_pix:
+        target = _normalize_patches(target, eps)
+    return _masked_mean(error(pred - target).mean(dim=-1), mask)
+
+
 def masked_mse(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool = False, eps: float = 1e-6
 ) -> torch.Tensor:
@@ -56,10 +76,7 @@ def masked_mse(
         - mask: ``(B, L)``
         - output: scalar
     """
-    _check_patches(pred, target, mask, "masked_mse")
-    if norm_pix:
-        target = _normalize_patches(target, eps)
-    return _masked_mean((pred - target).pow(2).mean(dim=-1), mask)
+    return _masked_patch_error(pred, target, mask, norm_pix, eps, torch.square, "masked_mse")
 
 
 def masked_l1(
@@ -84,10 +101,7 @@ def masked_l1(
         - mask: ``(B, L)``
         - output: scalar
     """
-    _check_patches(pred, target, mask, "masked_l1")
-    if norm_pix:
-        target = _normalize_patches(target, eps)
-    return _masked_mean((pred - target).abs().mean(dim=-1), mask)
+    return _masked_patch_error(pred, target, mask, norm_pix, eps, torch.abs, "masked_l1")
 
 
 def masked_cross_entropy(

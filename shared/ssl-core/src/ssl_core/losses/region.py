@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.losses._common import check_positive, gather
+from ssl_core.losses._common import check_positive, gather, global_mean
 
 
 def region_pool(features: torch.Tensor, regions: torch.Tensor, num_regions: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,11 +85,7 @@ def region_contrastive(
     logits = (k @ all_q.T / temperature).masked_fill(~all_valid[None, :], float("-inf"))  # (R, W R)
     target = torch.arange(num_regions, device=k.device) + offset
     per_region = F.cross_entropy(logits[valid], target[valid], reduction="none")
-    n_valid = valid.sum().to(k.dtype)
-    if gather_distributed:
-        counts, _ = gather(n_valid.reshape(1), True)
-        n_valid = counts.sum() / counts.shape[0]
-    return per_region.sum() / n_valid.clamp(min=1.0)
+    return global_mean(per_region, gather_distributed)  # over the regions seen twice of every rank
 
 
 class RegionContrastiveLoss(nn.Module):

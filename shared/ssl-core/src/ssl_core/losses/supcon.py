@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.losses._common import check_positive, gather
+from ssl_core.losses._common import check_positive, gather, global_mean
 
 
 def supcon(
@@ -63,13 +63,7 @@ def supcon(
     n_pos = positive.sum(dim=1)
     has_pos = n_pos > 0
     per_anchor = -(log_prob * positive).sum(dim=1)[has_pos] / n_pos[has_pos]
-    # normalise by the number of anchors with positives over all ranks, times the world size, so that
-    # DDP's mean over ranks is the mean over every anchor of the global batch
-    count = has_pos.sum().to(logits.dtype)
-    if gather_distributed:
-        counts, _ = gather(count.reshape(1), True)
-        count = counts.sum() / counts.shape[0]
-    return per_anchor.sum() / count.clamp(min=1.0)
+    return global_mean(per_anchor, gather_distributed)  # over the anchors with positives of every rank
 
 
 class SupConLoss(nn.Module):
