@@ -93,4 +93,3 @@ def test_stratified_subset_keeps_class_shares():
     assert all(y[sub.inputs[i]] == sub.labels[i] for i in range(100))
     assert stratified_subset(LabeledSplit(list(range(1000)), y), None).labels is y
     assert stratified_subset(LabeledSplit(list(range(1000)), y, ("a", "b", "c")), 100).class_names == ("a", "b", "c")
-
