@@ -66,6 +66,10 @@ PROBE_TRAIN = 10_000
 # ViT rows use 7-pixel patches (16 tokens of 28x28 instead of 49): SimMIM's encoder sees every token, and
 # every probe embeds 20,000 full images, which 49 tokens would make cost as much as the rest of the table
 VIT7 = ["method.backbone.patch_size=7"]
+# the ResNet rows keep the backbone the table was measured with (the recipes' default until 2026-12-04, when
+# the default became ResNetConfig.slim(): a stride-2 stem and a grid embedding), so that its rows stay
+# comparable and reproducible; `speed` measures the recipes' default backbone
+TABLED_RESNET = ["method.backbone.stem_stride=1", "method.backbone.pool=avg"]
 # how the table runs `selfsup pretrain`: on Fashion-MNIST, for the steps asked (no time cap), probes apart
 OURS_SET = ["data.name=fashion_mnist", "train.max_minutes=null", "probe.enabled=false", "train.progress=false"]
 RESULTS = Path(__file__).resolve().parent / "results" / "vision_table.jsonl"
@@ -117,12 +121,18 @@ def fashion_mnist() -> DataBundle:
     return bundle
 
 
-def row_config(row: str, *overrides: str):
+def row_settings(row: str, tabled: bool = True) -> list[str]:
+    """The row's settings over its recipe's defaults (with ``tabled``, the table's ResNet for ResNet rows)."""
+    recipe_name, extra, _ = ROWS[row]
+    return [*extra, *(TABLED_RESNET if tabled and recipe_name not in ("mae", "simmim") else [])]
+
+
+def row_config(row: str, *overrides: str, tabled: bool = True):
     """The recipe of a table row and its run config: the recipe's defaults with the row's settings, then
     ``overrides`` -- what both libraries train with."""
-    recipe_name, extra, _ = ROWS[row]
-    modality, recipe = resolve(f"vision/{recipe_name}")
-    return recipe, to_run_config(merge(base_config(modality, recipe), overrides=[*extra, *overrides]))
+    modality, recipe = resolve(f"vision/{ROWS[row][0]}")
+    settings = [*row_settings(row, tabled), *overrides]
+    return recipe, to_run_config(merge(base_config(modality, recipe), overrides=settings))
 
 
 def probe(embed_fn, bundle: DataBundle, train_size: int | None = None) -> dict:
@@ -152,18 +162,13 @@ def run_ours(
     """Pretrain with ``selfsup pretrain vision/<recipe>`` (the product's own path), then probe."""
     from ssl_core.run import build_method, open_run, pretrain
 
-    recipe_name, extra, _ = ROWS[row]
     with tempfile.TemporaryDirectory(prefix="vision-table-") as tmp:
         run_dir = pretrain(
-            f"vision/{recipe_name}",
+            f"vision/{ROWS[row][0]}",
             epochs=epochs,
             max_steps=max_steps,
             out=Path(tmp) / "run",
-            overrides=[
-                *extra,
-                f"train.seed={seed}",
-                *OURS_SET,
-            ],
+            overrides=[*row_settings(row), f"train.seed={seed}", *OURS_SET],
         )
         summary = json.loads((run_dir / "summary.json").read_text())
         _, recipe, cfg = open_run(run_dir)
@@ -249,8 +254,9 @@ def run_baselines(bundle: DataBundle) -> list[dict]:
 
 
 def run_speed(rows: list[str], steps: int, bundle: DataBundle) -> list[dict]:
-    """Images per second of ours and lightly's version of each row: the median over steps 4..``steps`` of
-    a short run (data loading included), the two libraries alternating row by row."""
+    """Images per second of ours and lightly's version of each row with the recipes' default backbone: the
+    median over steps 4..``steps`` of a short run (data loading included), the two libraries alternating row
+    by row."""
     import statistics
 
     from vision_lightly import train_lightly
@@ -259,19 +265,19 @@ def run_speed(rows: list[str], steps: int, bundle: DataBundle) -> list[dict]:
 
     out = []
     for row in rows:
-        recipe_name, extra, lightly_name = ROWS[row]
+        recipe_name, _, lightly_name = ROWS[row]
         with tempfile.TemporaryDirectory(prefix="vision-speed-") as tmp:
             run_dir = pretrain(
                 f"vision/{recipe_name}",
                 max_steps=steps,
                 out=Path(tmp) / "run",
-                overrides=[*extra, *OURS_SET],
+                overrides=[*row_settings(row, tabled=False), *OURS_SET],
             )
             with open(run_dir / "log.csv") as f:
                 ours = [float(r["samples_per_s"]) for r in csv.DictReader(f)][3:]
         result = {"row": row, "ours_images_per_s": round(statistics.median(ours), 1)}
         if lightly_name is not None:
-            _, cfg = row_config(row)
+            _, cfg = row_config(row, tabled=False)
             run = train_lightly(lightly_name, cfg.method, cfg.train, bundle.info, bundle.train, steps)
             lt = statistics.median(cfg.train.batch_size / t for t in run.step_s[3:])
             result["lightly_images_per_s"] = round(lt, 1)

@@ -34,7 +34,7 @@ class BarlowTwinsConfig:
         gather_distributed: standardise and correlate over every process's batch under torchrun.
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_dim: int = 1024
     lambda_: float = 5e-3

@@ -37,7 +37,7 @@ class BYOLConfig:
         views: the asymmetric pair of views (blur always on the first, solarisation on the second).
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_hidden_dim: int = 1024
     proj_dim: int = 256

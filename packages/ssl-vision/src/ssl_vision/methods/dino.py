@@ -48,7 +48,7 @@ class DINOConfig:
     ``train.weight_decay`` -> ``train.weight_decay_end`` schedule.
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     head_hidden_dim: int = 512
     bottleneck_dim: int = 128

@@ -42,7 +42,7 @@ class MoCoV2Config:
     The momentum of the key encoder is the trainer's ``train.ema_momentum`` schedule.
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_hidden_dim: int = 512
     proj_dim: int = 128

@@ -40,7 +40,7 @@ class MoCoV3Config:
     The momentum encoder follows the trainer's ``train.ema_momentum`` schedule (0.99 -> 1, cosine).
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_hidden_dim: int = 1024
     proj_dim: int = 256

@@ -44,7 +44,7 @@ class NNCLRConfig:
         gather_distributed: negatives and support-set updates from every process under torchrun.
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_hidden_dim: int = 1024
     proj_dim: int = 256

@@ -34,7 +34,7 @@ class SimSiamConfig:
         views: the augmentations of both views (SimCLR's).
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_dim: int = 512
     pred_hidden_dim: int = 128

