@@ -118,6 +118,33 @@ def test_time_budget_shortens_the_schedule(tmp_path):
         assert lrs[-1] < 0.05 * max(lrs)
 
 
+def test_time_budget_refits_when_the_machine_slows_down():
+    from ssl_core.train.trainer import _Budget
+
+    budget = _Budget(max_minutes=1, probe_steps=10, start_step=0, fitted=False)
+    now, total, plans = 0.0, 10_000, []
+    for step in range(1, 10_000):
+        now += 0.1 if step <= 100 else 0.15  # the machine slows down by half after 100 steps
+        out_of_time, new_total = budget.update(step, now, now, total)
+        if new_total != total:
+            plans.append(new_total)
+            total = new_total
+        if out_of_time or step >= total:
+            break
+    # first fit at 0.1 s a step: 13 + 0.97 * 58.7 / 0.1 steps; then shortened as the mean speed drops
+    assert plans[0] == 13 + int(0.97 * (60 - 1.3) / 0.1) and len(plans) > 1
+    assert step == total and not out_of_time, "the schedules did not end before the cap"
+    assert all(a > b for a, b in zip(plans, plans[1:])), "the plan is only ever shortened"
+
+
+def test_time_budget_keeps_a_plan_that_fits():
+    from ssl_core.train.trainer import _Budget
+
+    budget = _Budget(max_minutes=1, probe_steps=10, start_step=0, fitted=False)
+    totals = {budget.update(step, 0.1 * step, 0.1 * step, 400)[1] for step in range(1, 400)}
+    assert totals == {400}, "a plan that fits at a steady speed is left alone"
+
+
 def test_max_steps_caps_epochs(tmp_path):
     r = fit(tmp_path, ToyMethod(), cfg(epochs=100, max_steps=7))
     assert r.step == r.total_steps == 7

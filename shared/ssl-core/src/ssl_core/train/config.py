@@ -17,8 +17,9 @@ class TrainConfig:
     Budget: the run takes ``epochs`` passes over the data, stopped earlier by ``max_steps`` when given.
     ``max_minutes`` bounds wall time: the trainer times ``budget_probe_steps`` steps (after three warm-up
     steps), and if the planned steps do not fit it shortens the schedules so that they end inside the
-    budget (the decision is logged and checkpointed, so a resumed run keeps it); the loop also stops when
-    the budget is spent.
+    budget; it checks the fit again every ``budget_probe_steps`` steps at the mean speed so far and
+    shortens again if the machine slowed down (each decision is logged and checkpointed, so a resumed run
+    keeps it); the loop also stops when the budget is spent.
 
     Args:
         epochs: passes over the pretraining data.
@@ -49,7 +50,8 @@ class TrainConfig:
         log_every: steps between log rows in ``log.csv`` and TensorBoard.
         checkpoint_every: steps between checkpoints (``0``: only at the end and on interruption).
         keep_checkpoints: how many recent checkpoints to keep.
-        budget_probe_steps: steps timed (after three warm-up steps) to fit the schedules to ``max_minutes``.
+        budget_probe_steps: steps timed (after three warm-up steps) to fit the schedules to ``max_minutes``,
+            and the interval at which the fit is checked again.
         progress: show a progress bar.
     """
 

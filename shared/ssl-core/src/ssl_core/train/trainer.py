@@ -153,13 +153,19 @@ def _first_non_finite(
 
 
 class _Budget:
-    """``train.max_minutes``: once the speed is known, fit the schedules into the minutes (once per run, a
-    decision that is checkpointed), and stop when the minutes are spent.
+    """``train.max_minutes``: once the speed is known, fit the schedules into the minutes, check the fit as
+    the run goes on, and stop when the minutes are spent.
 
     The first three steps are slower (allocation, caches); the next ``probe_steps`` are timed, and the
     schedules are planned to end at 97% of the time left at that speed, so that jitter does not cut them
-    short. The plan depends on the machine's speed: a run with a minute cap is reproducible on one machine,
-    and a fixed ``--epochs`` / ``--max-steps`` without one is reproducible everywhere."""
+    short. Every ``probe_steps`` steps after that the plan is checked against the mean speed since timing
+    began, and shortened again (never lengthened) when the steps would not fit: a machine that slows down
+    after the first steps still ends its schedules (learning rate at zero) before the cap stops it. Each
+    decision is checkpointed. The plan depends on the machine's speed: a run with a minute cap is
+    reproducible on one machine, and a fixed ``--epochs`` / ``--max-steps`` without one is reproducible
+    everywhere."""
+
+    MARGIN = 0.97
 
     def __init__(self, max_minutes: float | None, probe_steps: int, start_step: int, fitted: bool) -> None:
         self.seconds = None if max_minutes is None else 60 * max_minutes
@@ -172,14 +178,15 @@ class _Budget:
         time is spent, and the (possibly shortened) total number of steps."""
         if self.seconds is None:
             return False, total_steps
-        if not self.fitted:
-            if self._t0 is None and step - self.start_step >= 3:
+        if self._t0 is None:
+            if step - self.start_step >= 3:
                 self._t0, self._from = now, step
-            elif self._t0 is not None and step - self._from >= self.probe_steps:
-                per_step = (now - self._t0) / (step - self._from)
-                fits = step + max(0, int(0.97 * (self.seconds - elapsed) / per_step))
-                total_steps = min(total_steps, fits)
-                self.fitted = True
+        elif (step - self._from) % self.probe_steps == 0:
+            left = (self.seconds - elapsed) / ((now - self._t0) / (step - self._from))  # steps that still fit
+            # the first fit, or a plan that would now overrun: end at 97% of the time left
+            if not self.fitted or step + left < total_steps:
+                total_steps = min(total_steps, step + max(0, int(self.MARGIN * left)))
+            self.fitted = True
         return elapsed >= self.seconds, total_steps
 
 
