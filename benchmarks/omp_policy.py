@@ -17,7 +17,7 @@ Workloads (each on two intra-op threads unless the layout says otherwise):
 Layouts: ``alone`` (one process), ``pair`` (two processes started together, e.g. two runs, or a run beside
 the tests), ``pair-1t`` (two processes of one thread each).
 
-    uv run python benchmarks/omp_policy.py                 # every workload, policy and layout (~5 min)
+    uv run python benchmarks/omp_policy.py                 # every workload, policy and layout (~20 min on 2 cores)
     uv run python benchmarks/omp_policy.py --workloads train --iterations 10
 
 Run it on an otherwise quiet machine.

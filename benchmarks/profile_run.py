@@ -4,12 +4,13 @@ The trainer, the probes and the run mark their phases with ``torch.profiler.reco
 (``train/data``, ``train/forward``, ``train/backward``, ``train/optimizer``, ``train/checkpoint``,
 ``run/load_data``, ``probe/embed <row>``, ``probe/knn``, ``probe/linear``, ``probe/tsne``); this tool runs the
 real command in-process under the profiler (CPU activities only, so the marks cost microseconds) and prints
-the time of each phase, per step for the training loop, beside the run's wall time, and the operators that
-take the most time inside the training steps::
+the time of each phase, per step for the training loop, beside the run's wall time, and with ``--ops`` the
+operators that take the most time::
 
     uv run python benchmarks/profile_run.py vision/simclr                     # 60 steps, probes included
     uv run python benchmarks/profile_run.py vision/mae --max-steps 30 --set probe.enabled=false
     uv run python benchmarks/profile_run.py vision/simclr --trace trace.json  # Chrome / Perfetto trace too
+    SELFSUP_CACHE_DIR=$(mktemp -d) uv run python benchmarks/profile_run.py vision/simclr   # probes uncached
 
 Run it on a quiet machine: the shares are of wall time. The profiler adds a few percent to operator-heavy
 phases (it records every operator).
@@ -31,15 +32,17 @@ from _harness import machine_line, markdown_table  # noqa: E402
 PER_STEP = ("train/data", "train/forward", "train/backward", "train/optimizer")
 
 
-def phase_times(events) -> dict[str, tuple[int, float]]:
-    """``{range name: (calls, total seconds)}`` of the named ranges (``train/``, ``probe/``, ``run/``) among
-    the profiler's events (``profile.events()``); nested calls of one name count once."""
+def phase_times(prof) -> dict[str, tuple[int, float]]:
+    """``{range name: (calls, total seconds)}`` of the named ranges (``train/``, ``probe/``, ``run/``) of a
+    finished profile, read from the profiler's raw records (building its full event list takes minutes and
+    gigabytes for a run with probes; the phases do not need it)."""
     out: dict[str, list] = defaultdict(lambda: [0, 0.0])
-    for e in events:
-        if "/" not in e.name or e.name.split("/")[0] not in ("train", "probe", "run"):
+    for e in prof.profiler.kineto_results.events():
+        name = e.name()
+        if "/" not in name or name.split("/")[0] not in ("train", "probe", "run"):
             continue
-        out[e.name][0] += 1
-        out[e.name][1] += e.time_range.elapsed_us() / 1e6
+        out[name][0] += 1
+        out[name][1] += e.duration_ns() / 1e9
     return {k: (n, t) for k, (n, t) in out.items()}
 
 
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-steps", type=int, default=60, help="training steps to profile (default 60)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings, as selfsup's --set")
     p.add_argument("--trace", type=Path, help="also write a Chrome trace (JSON) here")
+    p.add_argument("--ops", action="store_true",
+                   help="also list the operators with the most self time (builds the profiler's whole event list: "
+                        "minutes and ~14 GB of memory for 60 steps of vision/simclr with its probes)")  # fmt: skip
     a = p.parse_args(argv)
 
     from torch.profiler import ProfilerActivity, profile
@@ -83,12 +89,13 @@ def main(argv: list[str] | None = None) -> None:
         pretrain(a.recipe, max_steps=a.max_steps, out=Path(tmp) / "run",
                  overrides=["train.progress=false", "train.max_minutes=null", *a.set])  # fmt: skip
         wall = time.perf_counter() - t0
-    times = phase_times(prof.events())
+    times = phase_times(prof)
     steps = times.get("train/optimizer", (0, 0.0))[0]
     print(f"\n{a.recipe}, {steps} steps, {' '.join(a.set) or 'default settings'}: wall {wall:.1f} s\n")
     print(render(times, wall, steps))
-    print("\nOperators by self CPU time (the whole run; threads add up):\n")
-    print(markdown_table(["operator", "calls", "self CPU s"], top_ops(prof)))
+    if a.ops:
+        print("\nOperators by self CPU time (the whole run; threads add up):\n")
+        print(markdown_table(["operator", "calls", "self CPU s"], top_ops(prof)))
     if a.trace:
         prof.export_chrome_trace(str(a.trace))
         print(f"\ntrace: {a.trace}")
