@@ -1,6 +1,6 @@
 """Measuring code shared by the benchmarks: one configuration per fresh process, medians, peak extra RSS.
 
-The method of ``/work/shared/research/peer-benchmarks.md``: every (implementation, size) runs in its own
+The method (the same as the project's notes on peer benchmarks): every (implementation, size) runs in its own
 subprocess with ``OMP_WAIT_POLICY=PASSIVE`` (libgomp's busy waiting doubles times on a shared machine) and a
 memory guard (``RLIMIT_DATA``); it is warmed up at a tiny size, then ``malloc_trim(0)`` returns freed memory
 to the OS, and the peak extra memory is ``ru_maxrss`` after the first call at the target size minus the

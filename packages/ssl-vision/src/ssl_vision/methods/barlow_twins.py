@@ -26,7 +26,7 @@ class BarlowTwinsConfig:
     """Barlow Twins settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set.
         proj_dim: width of the projector's layers and output (8192 in the paper; 1024 here).
         lambda_: weight of the off-diagonal term (5e-3 in the paper).

@@ -31,7 +31,7 @@ class DINOConfig:
     """DINO settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set (the paper's setting; ``method.vit={}``).
         head_hidden_dim: hidden width of the head's MLP (2048 in the paper).
         bottleneck_dim: the normalised bottleneck (256).

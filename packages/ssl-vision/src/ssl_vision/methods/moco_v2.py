@@ -32,7 +32,7 @@ class MoCoV2Config:
     """MoCo v2 settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet of SimCLR's default).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set.
         proj_hidden_dim: hidden width of the MLP head (2048 in the paper).
         proj_dim: key / query size (128).

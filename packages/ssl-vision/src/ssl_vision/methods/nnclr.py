@@ -33,7 +33,7 @@ class NNCLRConfig:
     """NNCLR settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set.
         proj_hidden_dim: hidden width of projector and predictor (2048 / 4096 in the paper).
         proj_dim: output size of both (256).

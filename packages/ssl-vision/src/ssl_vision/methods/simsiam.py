@@ -27,7 +27,7 @@ class SimSiamConfig:
     """SimSiam settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set.
         proj_dim: width of the projector's layers and output (2048 in the paper).
         pred_hidden_dim: the predictor's bottleneck (512 = 2048 / 4 in the paper).

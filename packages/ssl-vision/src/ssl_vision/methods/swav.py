@@ -40,7 +40,7 @@ class SwAVConfig:
     """SwAV settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set.
         proj_hidden_dim: hidden width of the projector (2048 in the paper).
         proj_dim: embedding size (128).

@@ -26,7 +26,7 @@ class VICRegConfig:
     """VICReg settings (``--set method.<name>=<value>``).
 
     Args:
-        backbone: the ResNet (default: the slim 128-d ResNet).
+        backbone: the ResNet (default: ``ResNetConfig.slim()``, 512-d).
         vit: a ViT instead of the ResNet when set.
         proj_dim: width of the expander's layers and output (8192 in the paper; 1024 here).
         sim_coeff, std_coeff, cov_coeff: weights of invariance, variance and covariance (25, 25, 1).
