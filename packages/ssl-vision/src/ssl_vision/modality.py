@@ -4,7 +4,8 @@ Every recipe's default run fits 5 minutes on 2 CPU cores, probes included: a num
 Fashion-MNIST (60,000 images) chosen from each recipe's measured speed with the default backbone
 (``ResNetConfig.slim`` for the ResNet recipes, ViT-tiny with 7-pixel patches for MAE and SimMIM), and a
 ``max_minutes`` cap of 3.5-3.8 minutes of training that fits the schedules into the time when the machine
-is slower (then the run's length depends on the machine; ``--epochs`` without ``--max-minutes`` does not).
+is slower (then the run's length depends on the machine; a fixed ``--epochs`` with the cap lifted,
+``--set train.max_minutes=null``, does not).
 """
 
 from ssl_core.eval.config import ProbeConfig

@@ -33,9 +33,9 @@ class SimCLRConfig:
 
     Args:
         backbone: the ResNet. The default, :meth:`~ssl_vision.models.resnet.ResNetConfig.slim` (0.31 M
-            parameters, a 512-number embedding), trains two 28x28 views at about 1,400 images/s on 2 CPU
-            cores, so the default budget buys five epochs of Fashion-MNIST; ResNet-18 (``layers=[2,2,2,2]``,
-            ``width=64``) trains at about 60 images/s there.
+            parameters, a 512-number embedding), trains two 28x28 views at about 1,500-3,400 images/s on
+            2 CPU cores (two AMD EPYC machines), so the default budget buys 5.5-7 epochs of Fashion-MNIST;
+            ResNet-18 (``layers=[2,2,2,2]``, ``width=64``) trains at about 60 images/s there.
         vit: a ViT instead of the ResNet when set (``method.vit={}`` for ViT-tiny).
         proj_hidden_dim: width of the projection head's hidden layer (2048 in the paper).
         proj_dim: output size of the projection head (128 in the paper).
