@@ -135,3 +135,28 @@ def test_probe_table_hands_each_row_its_backbone():
     handed.clear()
     probe_table(bundle, {"pretrained": method.embed, "plain": net}, config, backbones={"plain": net})
     assert handed == {"pretrained": None, "plain": net, "raw_input": None}  # as given: none for the method
+
+
+def test_extra_baseline_rows_follow_the_raw_input():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 8, generator=g), torch.arange(40) % 2
+    x[:, 0] += 8 * y  # the label lives in the first coordinate
+    handed = {}
+
+    def record(name, embed, device, backbone):
+        handed[name] = (backbone, str(device))
+        return 0.5
+
+    first = lambda b: b[:, :1]  # noqa: E731  a baseline that keeps the informative coordinate
+    last = lambda b: b[:, -1:]  # noqa: E731  and one that drops it
+    bundle = DataBundle(x, None, "toy", LabeledSplit(x[:30], y[:30]), LabeledSplit(x[30:], y[30:]))
+    bundle.extra_baselines = {"first": first, "last": last}
+    bundle.extra_probes = {"recorded": record}
+    method = ToyMethod(ToyConfig())
+    table = probe_table(bundle, {"pretrained": method.embed}, ProbeConfig(linear=False, k=3, cache=False))
+    assert list(table) == ["pretrained", "raw_input", "first", "last"]
+    assert table["first"]["knn_top1"] >= 0.9 and table["last"]["knn_top1"] <= 0.7
+    assert handed["first"] == (None, "cpu") and handed["last"] == (None, "cpu")
+    bundle.extra_baselines = {"pretrained": first}
+    with pytest.raises(ValueError, match="'pretrained'"):
+        probe_table(bundle, {"pretrained": method.embed}, ProbeConfig(linear=False, k=3, cache=False))

@@ -170,6 +170,22 @@ def test_time_mask_matches_wav2vec2_statistics():
     assert all((_runs(r) >= 10).all() for r in ours[:200])  # masked runs are whole spans (possibly merged)
 
 
+def test_time_mask_masks_about_half_of_the_frames_at_the_papers_setting():
+    # the paper: each frame starts a span of M = 10 with probability p = 0.065; in the formula's terms
+    # mask_prob = p * M = 0.65 (fairseq's and Hugging Face's configs), and overlaps leave about 49% masked
+    mask = time_mask(2000, 400, generator=torch.Generator().manual_seed(0))
+    share = mask.float().mean().item()
+    assert 0.47 < share < 0.52, share
+    # the share-before-overlap reading: 0.065 covers only about 6% of the frames
+    low = time_mask(2000, 400, mask_prob=0.065, generator=torch.Generator().manual_seed(0)).float().mean().item()
+    assert 0.05 < low < 0.08, low
+    # same statistics as Hugging Face's mask at the same setting
+    compute_mask_indices = _hf_compute_mask_indices()
+    np.random.seed(0)
+    theirs = np.concatenate([compute_mask_indices((1, 400), 0.65, 10, min_masks=2) for _ in range(500)])
+    assert abs(theirs.mean() - share) < 0.01, (theirs.mean(), share)
+
+
 def test_time_mask_respects_lengths_and_minimum():
     lengths = torch.tensor([40, 25, 9, 12])
     mask = time_mask(4, 40, mask_prob=0.0, mask_length=5, min_masks=2, lengths=lengths)

@@ -59,6 +59,9 @@ class DataBundle:
         collate_fn: how to batch probe inputs (``None``: torch's default).
         raw_features: maps a batch of probe inputs to the "raw input" baseline features
             (``None``: no such baseline for this modality).
+        extra_baselines: further baseline rows after ``raw_input``, ``row -> fn(batch of probe inputs) -> features``,
+            computed on the CPU like ``raw_features``; e.g. audio's ``{"mfcc_stats": ...}`` beside the raw log-mel
+            statistics. ``extra_probes`` see them as they see ``raw_input`` (``backbone`` ``None``).
         extra_probes: further scores of every probe row,
             ``column -> fn(row_name, embed, device, backbone) -> float``, where ``embed`` is the row's embedding
             function (``raw_features`` for ``raw_input``), ``device`` where it computes, and ``backbone`` the
@@ -74,6 +77,7 @@ class DataBundle:
     probe_test: LabeledSplit | None = None
     collate_fn: Callable | None = None
     raw_features: Callable[[Any], torch.Tensor] | None = flatten_features
+    extra_baselines: Mapping[str, Callable[[Any], torch.Tensor]] = field(default_factory=dict)
     extra_probes: Mapping[str, Callable[[str, Callable[[Any], torch.Tensor], Any, Any], float | None]] = field(
         default_factory=dict
     )

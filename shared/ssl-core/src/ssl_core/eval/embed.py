@@ -98,8 +98,9 @@ def probe_table(
 
     Returns:
         ``{row: {"knn_top1": float, "linear_top1": float}}`` with accuracies as fractions rounded to 4 decimals;
-        rows in the order of ``embedders`` followed by ``"raw_input"``. With ``config.cv_folds`` each row also
-        has ``cv_top1`` and ``cv_std``: the cross-validated accuracy on the training and test inputs together.
+        rows in the order of ``embedders`` followed by ``"raw_input"`` and ``bundle.extra_baselines``. With
+        ``config.cv_folds`` each row also has ``cv_top1`` and ``cv_std``: the cross-validated accuracy on the
+        training and test inputs together.
         Each of ``bundle.extra_probes`` adds its column to the rows it applies to.
     """
     if bundle.probe_train is None or bundle.probe_test is None:
@@ -110,11 +111,16 @@ def probe_table(
     nets = dict(backbones or {})
     if bundle.raw_features is not None:
         rows["raw_input"] = bundle.raw_features
+    for name in bundle.extra_baselines:
+        if name in rows:
+            raise ValueError(f"the baseline row {name!r} has the name of another row: rename it")
+    rows.update(bundle.extra_baselines)
+    baselines = {"raw_input", *bundle.extra_baselines}
     cache = ProbeCache() if config.cache else None
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("enabled", "batch_size", "cache")}
     table, cached, inputs = {}, [], None
     for name, fn in rows.items():
-        dev = "cpu" if name == "raw_input" else device
+        dev = "cpu" if name in baselines else device
         row, by_model = None, None
         if cache and name in (fixed or {}):
             if inputs is None:

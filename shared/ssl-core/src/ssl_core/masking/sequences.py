@@ -153,7 +153,7 @@ def span_mask(
 def time_mask(
     batch_size: int,
     length: int,
-    mask_prob: float = 0.065,
+    mask_prob: float = 0.65,
     mask_length: int = 10,
     min_masks: int = 2,
     lengths: torch.Tensor | None = None,
@@ -164,14 +164,18 @@ def time_mask(
     In a sequence of ``T`` valid frames, ``int(mask_prob * T / mask_length + u)`` span starts
     (``u ~ U[0, 1)``, a probabilistic rounding; at least ``min_masks``) are drawn without replacement among
     the first ``T - mask_length + 1`` frames, and the ``mask_length`` frames from each start are masked.
-    Spans may overlap, so about 49% of frames are masked with the paper's ``p = 0.065, M = 10``. As fairseq,
-    ``u`` is drawn per sample; Hugging Face's ``_compute_mask_indices`` draws one per batch (same
+    ``mask_prob`` is therefore the share of frames the spans would cover if they did not overlap: fairseq's and
+    Hugging Face's wav2vec 2.0 configurations set it to 0.65, which is the paper's "each frame starts a span with
+    probability p = 0.065" times ``M = 10``. Spans overlap, so about 49% of frames end up masked at
+    ``mask_prob = 0.65, mask_length = 10`` (and only about 6% at 0.065, which is not the paper's setting). As
+    fairseq, ``u`` is drawn per sample; Hugging Face's ``_compute_mask_indices`` draws one per batch (same
     expectation). The number of spans is capped so that ``spans * mask_length <= T``.
 
     Args:
         batch_size: ``B``.
         length: padded number of frames ``L``.
-        mask_prob: probability of each frame to start a span (wav2vec 2.0: 0.065).
+        mask_prob: share of the frames the spans cover before overlaps, i.e. span starts per frame times
+            ``mask_length`` (wav2vec 2.0 and HuBERT: 0.65, about 49% of frames masked once spans overlap).
         mask_length: span length ``M`` (10).
         min_masks: minimum number of spans per sample (2).
         lengths: valid frames per sample (the rest is padding, never masked); ``L`` for all by default.
