@@ -148,13 +148,32 @@ def length(r: dict) -> str:
     return f"{planned:g} epoch" + ("s" if planned != 1 else "")
 
 
+MAIN_ROWS = ("pretrained", "random_init", "raw_input")
+SCORES = ("knn_top1", "linear_top1", "cv_top1", "cv_std")
+
+
+def _columns(metrics: dict) -> tuple[list[str], list[str]]:
+    """A run's baseline rows beyond the raw input (audio's ``mfcc_stats``) and its extra probe columns (audio's
+    ``frame_linear``), in the order the run wrote them."""
+    extra_rows = [k for k in metrics if k not in MAIN_ROWS]
+    extra_cols = [k for k in metrics["pretrained"] if k not in SCORES]
+    return extra_rows, extra_cols
+
+
 def render(records: list[dict], modality: str) -> str:
     """The markdown table of the latest non-smoke record of each (recipe, data) of ``modality``, in the
-    order the recipes first appear."""
+    order the recipes first appear. Baseline rows beyond the raw input (``DataBundle.extra_baselines``) get a
+    column each, and each extra probe (``DataBundle.extra_probes``) a column ``pretrained / untrained / raw``."""
     latest: dict[tuple, dict] = {}
     for r in records:
         if r.get("modality", "vision") == modality and not r.get("smoke"):
             latest[(r["recipe"], r.get("data"))] = r
+    extra_rows: dict[str, None] = {}
+    extra_cols: dict[str, None] = {}
+    for r in latest.values():
+        rows_, cols_ = _columns(r["metrics"])
+        extra_rows.update(dict.fromkeys(rows_))
+        extra_cols.update(dict.fromkeys(cols_))
     rows = []
     for (recipe, data), r in latest.items():
         m = r["metrics"]
@@ -162,14 +181,20 @@ def render(records: list[dict], modality: str) -> str:
                  f"{r['train_minutes']:.1f}", f"{r['wall_minutes']:.1f}", f"{r['peak_rss_gib']:.1f} GiB",
                  _score(m["pretrained"]), _score(m["random_init"]),
                  _score(m["raw_input"]) if "raw_input" in m else "-"]  # fmt: skip
+        cells += [_score(m[k]) if k in m else "-" for k in extra_rows]
+        for col in extra_cols:
+            vals = [m[k].get(col) for k in MAIN_ROWS if k in m]
+            cells.append(" / ".join("-" if v is None else _pct(v) for v in vals))
         if "rescored" in r:
             s = r["rescored"]
-            cells.append(" / ".join(_score(s[k]) for k in ("pretrained", "random_init", "raw_input") if k in s))
+            cells.append(" / ".join(_score(s[k]) for k in MAIN_ROWS if k in s))
         rows.append(cells)
     cv = any("cv_top1" in r["metrics"]["pretrained"] for r in latest.values())
     probe = "cross-val" if cv else "kNN / linear"
     header = ["recipe", "steps", "length set by", "training min", "wall min", "peak memory", f"pretrained {probe}",
               f"untrained {probe}", f"raw input {probe}"]  # fmt: skip
+    header += [f"{k} {probe}" for k in extra_rows]
+    header += [f"{c}: pretrained / untrained / raw" for c in extra_cols]
     if any("rescored" in r for r in latest.values()):
         clf = next(r["rescored"]["classifier"] for r in latest.values() if "rescored" in r)
         header.append(f"{clf}: pretrained / untrained / raw")

@@ -118,3 +118,10 @@ def test_default_runs_harness_records_a_run_and_tables_it(tmp_path):
     assert d.render([real], "vision").splitlines()[2].split(" | ")[2] == "2 epochs"
     cv = {**real, "metrics": {k: {"cv_top1": 0.8, "cv_std": 0.05} for k in ("pretrained", "random_init", "raw_input")}}
     assert "80.00 ± 5.00%" in d.render([cv], "vision") and "cross-val" in d.render([cv], "vision")
+    # audio's second baseline row and its extra probe columns get columns of their own
+    row = {"knn_top1": 0.5, "linear_top1": 0.6}
+    metrics = {k: {**row, "frame_linear": 0.7} for k in ("pretrained", "random_init", "raw_input")}
+    audio = {**real, "modality": "audio", "metrics": {**metrics, "mfcc_stats": {**row, "frame_linear": 0.2}}}
+    header, _, line = d.render([audio], "audio").splitlines()
+    assert "mfcc_stats kNN / linear" in header and "frame_linear: pretrained / untrained / raw" in header
+    assert line.rstrip(" |").endswith("50.00% / 60.00% | 70.00% / 70.00% / 70.00%"), line

@@ -1,0 +1,1 @@
+"""One file per audio method: the paper's algorithm box in code."""
