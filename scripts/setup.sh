@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 # fortunes, fortunes-min, wordnet-base: the embedded default corpora of ssl-text.
 # hmmer-examples: Pfam seed alignments (ssl-text's protein family probe); dict-freedict-eng-fra: the
 # English-French lexicon of ssl-text's code-switching.
-APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist fortunes fortunes-min wordnet-base hmmer-examples dict-freedict-eng-fra)
+# espeak-ng: speaks ssl-audio's default keywords; klettres-data: spoken letters (ssl-audio's klettres data);
+# sonic-pi-samples: instrument sounds (ssl-audio's few-shot probe).
+APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist fortunes fortunes-min wordnet-base hmmer-examples dict-freedict-eng-fra
+    espeak-ng klettres-data sonic-pi-samples)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
