@@ -53,3 +53,12 @@ def test_band_statistics_is_mean_then_std():
     x = torch.randn(2, 5, 7)
     torch.testing.assert_close(band_statistics(x), torch.cat([x.mean(-1), x.std(-1)], -1))
     assert logmel_statistics(_tones()).shape == (3, 128)
+
+
+def test_log_mel_buffers_can_be_checkpointed(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    module = LogMel()
+    save_file(module.state_dict(), tmp_path / "m.safetensors")
+    back = load_file(tmp_path / "m.safetensors")
+    torch.testing.assert_close(back["mel.spectrogram.window"], torch.hann_window(400))

@@ -75,6 +75,8 @@ class LogMel(nn.Module):
             n_mels=c.n_mels,
             power=2.0,
         )
+        # torch.hann_window(n) is a view of n + 1 values, which safetensors refuses to checkpoint: own a copy
+        self.mel.spectrogram.window = self.mel.spectrogram.window.clone()
 
     def num_frames(self, num_samples: int) -> int:
         """Frames of a clip of ``num_samples`` samples."""
