@@ -57,7 +57,7 @@ def test_keywords_bundle_and_voice_disjoint_split(tmp_path):
     assert list(b.probe_train.class_names) == ["zero", "one", "two"]
     assert float(b.train.abs().max()) <= 1.0 and float(b.train.abs().max()) > 0.2
     assert b.raw_features is logmel_statistics and b.raw_features(b.train[:2]).shape == (2, 128)
-    assert set(b.extra_probes) == {"frame_linear"}
+    assert set(b.extra_probes) == {"frame_linear", "proto_top1"}
     if "extra_baselines" in {f.name for f in dataclasses.fields(DataBundle)}:
         assert "mfcc_stats" in b.extra_baselines
     ks = load_keywords(keyword_spec(cfg), tmp_path / "cache")

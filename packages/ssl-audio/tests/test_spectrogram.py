@@ -7,10 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
+from ssl_audio.data.prototypes import prototypical_column
+from ssl_audio.frontend import standardize
 from ssl_audio.info import AudioInfo
 from ssl_audio.methods.atst import ATST, ATSTConfig
-from ssl_audio.methods.audio_mae import AudioMAE, AudioMAEConfig, prototypical_column
-from ssl_audio.methods.byol_a import BYOLA, BYOLAConfig, standardize
+from ssl_audio.methods.audio_mae import AudioMAE, AudioMAEConfig
+from ssl_audio.methods.byol_a import BYOLA, BYOLAConfig
 from ssl_audio.models.spectrogram import (
     BYOLACNN,
     BYOLACNNConfig,

@@ -9,7 +9,8 @@ import torch
 
 from ssl_audio.export import hf_config_kwargs
 from ssl_audio.info import AudioInfo
-from ssl_audio.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config, sample_negatives
+from ssl_audio.methods.common import sample_negatives
+from ssl_audio.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config
 from ssl_audio.models.wav2vec2 import Wav2Vec2BackboneConfig, build_wav2vec2
 from ssl_core.masking import time_mask
 from ssl_core.testing import begin_step, fit_fixed_batch

@@ -84,10 +84,18 @@ class LogMel(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         x = torch.log(self.mel(wave.float()) + self.config.eps)
-        if self.config.normalize == "clip":
-            dims = (-2, -1)
-            x = (x - x.mean(dims, keepdim=True)) / (x.std(dims, keepdim=True) + 1e-5)
-        return x
+        return standardize(x) if self.config.normalize == "clip" else x
+
+
+def standardize(spec: torch.Tensor) -> torch.Tensor:
+    """Zero mean and unit variance per clip over bands and frames (``LogMel``'s ``normalize="clip"``; BYOL-A and
+    ATST standardise their augmented views again with it).
+
+    Shapes:
+        - spec: ``(..., n_mels, frames)``, the same out
+    """
+    dims = (-2, -1)
+    return (spec - spec.mean(dims, keepdim=True)) / (spec.std(dims, keepdim=True) + 1e-5)
 
 
 def mfcc(wave: torch.Tensor, sample_rate: int = 16_000, n_mfcc: int = 13, deltas: bool = True) -> torch.Tensor:

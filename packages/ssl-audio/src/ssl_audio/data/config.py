@@ -40,6 +40,8 @@ class AudioDataConfig:
         frame_utterances: utterances of the frame-level probe (3/4 from probe-train voices, 1/4 from probe-test
             voices); 0 turns the ``frame_linear`` column off.
         fewshot_episodes: episodes of the Sonic Pi few-shot probe; 0 turns the ``sonicpi_fewshot`` column off.
+        prototypes: score Bird-MAE's prototypical probe (the ``proto_top1`` column) for backbones with patch
+            tokens (the spectrogram ViT of Audio-MAE and ATST); about 20 s per row on 2 cores.
         workers: parallel espeak-ng processes (0: one per CPU core).
         cache_dir: where generated and decoded clips are cached (default ``~/.cache/selfsup/audio``).
         seed: seeds the voices' speed and pitch, the voice split, the crops and the probe utterances.
@@ -55,6 +57,7 @@ class AudioDataConfig:
     num_samples: int = 16_000
     frame_utterances: int = 200
     fewshot_episodes: int = 100
+    prototypes: bool = True
     workers: int = 0
     cache_dir: str | None = None
     seed: int = 0

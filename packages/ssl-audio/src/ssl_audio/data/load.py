@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from ssl_audio.data.config import AudioDataConfig, cache_root
 from ssl_audio.data.folder import audio_files, load_folder, load_recordings
 from ssl_audio.data.frames import FrameProbe, build_utterances
 from ssl_audio.data.keywords import ACCENTS, VARIANTS, VOCABULARY, KeywordSet, KeywordSpec, load_keywords
+from ssl_audio.data.prototypes import prototypical_column
 from ssl_audio.data.sonicpi import SonicPiFewShot
 from ssl_audio.frontend import logmel_statistics, mfcc_statistics
 from ssl_audio.info import AudioInfo
@@ -60,20 +60,20 @@ def _baselines(cfg: AudioDataConfig):
 
 def _bundle(cfg: AudioDataConfig, train, description: str, splits, extra_probes) -> DataBundle:
     logmel, mfcc = _baselines(cfg)
-    kwargs = {}
-    if "extra_baselines" in {f.name for f in dataclasses.fields(DataBundle)}:
-        kwargs["extra_baselines"] = {"mfcc_stats": mfcc}
     probe_train, probe_test = splits if splits else (None, None)
-    return DataBundle(
+    bundle = DataBundle(
         train=train,
         info=AudioInfo(cfg.sample_rate, cfg.num_samples),
         description=description,
         probe_train=probe_train,
         probe_test=probe_test,
         raw_features=logmel,
-        extra_probes=extra_probes if splits else {},
-        **kwargs,
+        extra_baselines={"mfcc_stats": mfcc},
+        extra_probes=dict(extra_probes) if splits else {},
     )
+    if splits and cfg.prototypes:
+        bundle.extra_probes["proto_top1"] = prototypical_column(bundle)
+    return bundle
 
 
 def _fewshot(cfg: AudioDataConfig) -> dict:

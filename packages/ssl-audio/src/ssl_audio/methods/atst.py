@@ -24,17 +24,17 @@ generator; the pretext hands the waveform on unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ssl_audio.frontend import standardize
 from ssl_audio.info import AudioInfo
-from ssl_audio.methods.byol_a import mlp, standardize
+from ssl_audio.methods.common import projection_mlp, waveform_item
 from ssl_audio.models.spectrogram import SpectrogramViT, SpecViTConfig, spec_backbone_spec
 from ssl_audio.transforms.spec import LogMixupExp, RandomResizeCrop, frame_crop
-from ssl_audio.transforms.views import WaveItem
 from ssl_core.errors import ConfigError
 from ssl_core.losses import negative_cosine
 from ssl_core.masking import time_mask
@@ -99,12 +99,12 @@ class ATST(Method):
         nn.init.normal_(self.mask_token, std=0.02)
         parts: dict[str, nn.Module] = {"backbone": vit}
         if c.objective in ("clip", "both"):
-            self.clip_projector = mlp(d, c.proj_hidden_dim, c.proj_dim)
-            self.clip_predictor = mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
+            self.clip_projector = projection_mlp(d, c.proj_hidden_dim, c.proj_dim)
+            self.clip_predictor = projection_mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
             parts["clip_projector"] = self.clip_projector
         if c.objective in ("frame", "both"):
-            self.frame_projector = mlp(d, c.proj_hidden_dim, c.proj_dim)
-            self.frame_predictor = mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
+            self.frame_projector = projection_mlp(d, c.proj_hidden_dim, c.proj_dim)
+            self.frame_predictor = projection_mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
             parts["frame_projector"] = self.frame_projector
         self.target = EMATeacher(parts)
         self.mixup = LogMixupExp(c.mixup_ratio)
@@ -114,8 +114,8 @@ class ATST(Method):
     def _parts(self) -> dict[str, nn.Module]:
         return {k: getattr(self, k) for k in ("backbone", "clip_projector", "frame_projector") if hasattr(self, k)}
 
-    def pretext(self) -> WaveItem:
-        return WaveItem()
+    def pretext(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return waveform_item
 
     # --- ATST-Clip ---------------------------------------------------------------------------------
     def clip_views(self, spec: torch.Tensor) -> torch.Tensor:

@@ -12,24 +12,20 @@ difference in cost is nil, and Audio-MAE reports global attention within about a
 
 Bird-MAE keeps this pretraining and adds *prototypical probing* of the frozen encoder: learned prototypes
 per class matched against the patch tokens by cosine similarity with max pooling
-(:func:`ssl_core.eval.prototypical.prototypical_probe`). :func:`prototypical_column` makes it a probe
-column for :attr:`ssl_core.data.DataBundle.extra_probes`.
+(:func:`ssl_core.eval.prototypical.prototypical_probe`). :func:`ssl_audio.data.prototypes.prototypical_column`
+scores it as the ``proto_top1`` column of every run on labelled audio (for backbones with patch tokens).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import default_collate
 
 from ssl_audio.info import AudioInfo
 from ssl_audio.models.spectrogram import SpectrogramViT, SpecViTConfig, sincos_2d, spec_backbone_spec
 from ssl_audio.transforms.views import MaskedClip
-from ssl_core.eval.prototypical import prototypical_probe
 from ssl_core.losses import masked_mse
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 
@@ -120,62 +116,3 @@ class AudioMAE(Method):
 
     def backbone_spec(self) -> BackboneSpec:
         return spec_backbone_spec(self.backbone, self.info.num_samples)
-
-
-@torch.no_grad()
-def _tokens(backbone: SpectrogramViT, inputs: Any, collate: Callable, device: Any, batch_size: int) -> torch.Tensor:
-    out = []
-    for lo in range(0, len(inputs), batch_size):
-        wave = collate([inputs[i] for i in range(lo, min(lo + batch_size, len(inputs)))])
-        out.append(backbone.patch_tokens(wave.to(device)).float().cpu())
-    return torch.cat(out)
-
-
-def prototypical_column(
-    bundle: Any,
-    prototypes_per_class: int = 5,
-    steps: int = 300,
-    lr: float = 1e-2,
-    batch_size: int | None = 256,
-    seed: int = 0,
-) -> Callable[[str, Callable, Any, Any], float | None]:
-    """Bird-MAE's prototypical probe as a probe column: ``bundle.extra_probes["proto_top1"] =
-    prototypical_column(bundle)``.
-
-    The returned ``fn(row_name, embed, device, backbone)`` embeds the bundle's ``probe_train`` and
-    ``probe_test`` clips into the frozen backbone's patch tokens (:meth:`SpectrogramViT.patch_tokens`) and
-    returns the top-1 accuracy of :func:`~ssl_core.eval.prototypical.prototypical_probe` on them; it returns
-    ``None`` for rows whose backbone is not a :class:`SpectrogramViT` (the raw input, CNN and waveform
-    models). It ignores ``embed`` (which pools the tokens) and uses the whole ``probe_train`` split.
-
-    Args:
-        bundle: the :class:`~ssl_core.data.DataBundle` (its probe splits and ``collate_fn``).
-        prototypes_per_class, steps, lr, batch_size, seed: as :func:`prototypical_probe` (mini-batches of 256
-            keep the ``(B, C, J, T)`` similarities small on CPUs).
-    """
-
-    def probe(row_name: str, embed: Callable, device: Any, backbone: Any) -> float | None:
-        if not isinstance(backbone, SpectrogramViT) or bundle.probe_train is None or bundle.probe_test is None:
-            return None
-        collate = bundle.collate_fn or default_collate
-        was_training = backbone.training
-        backbone.eval()
-        try:
-            train = _tokens(backbone, bundle.probe_train.inputs, collate, device, 128)
-            test = _tokens(backbone, bundle.probe_test.inputs, collate, device, 128)
-        finally:
-            backbone.train(was_training)
-        return prototypical_probe(
-            train,
-            torch.as_tensor(bundle.probe_train.labels),
-            test,
-            torch.as_tensor(bundle.probe_test.labels),
-            prototypes_per_class=prototypes_per_class,
-            steps=steps,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-        )
-
-    return probe

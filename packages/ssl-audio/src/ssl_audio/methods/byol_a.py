@@ -16,31 +16,20 @@ generator; the pretext hands the waveform on unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ssl_audio.frontend import standardize
 from ssl_audio.info import AudioInfo
+from ssl_audio.methods.common import projection_mlp, waveform_item
 from ssl_audio.models.spectrogram import BYOLACNN, BYOLACNNConfig, spec_backbone_spec
 from ssl_audio.transforms.spec import LogMixupExp, RandomResizeCrop
-from ssl_audio.transforms.views import WaveItem
 from ssl_core.losses import negative_cosine
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_core.teacher import EMATeacher
-
-
-def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    """BYOL's projector / predictor: Linear -> BatchNorm -> ReLU -> Linear."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
-    )
-
-
-def standardize(spec: torch.Tensor) -> torch.Tensor:
-    """Zero mean and unit variance per clip over bands and frames, ``(B, M, T)``."""
-    return (spec - spec.mean((1, 2), keepdim=True)) / (spec.std((1, 2), keepdim=True) + 1e-5)
 
 
 @dataclass
@@ -102,13 +91,13 @@ class BYOLA(Method):
         self.config, self.info = config, info
         c = config
         self.backbone = BYOLACNN(c.backbone)
-        self.projector = mlp(self.backbone.embed_dim, c.proj_hidden_dim, c.proj_dim)
-        self.predictor = mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
+        self.projector = projection_mlp(self.backbone.embed_dim, c.proj_hidden_dim, c.proj_dim)
+        self.predictor = projection_mlp(c.proj_dim, c.proj_hidden_dim, c.proj_dim)
         self.target = EMATeacher({"backbone": self.backbone, "projector": self.projector})
         self.augment = BYOLAAugment(c.augment)
 
-    def pretext(self) -> WaveItem:
-        return WaveItem()
+    def pretext(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return waveform_item
 
     def forward(self, batch: torch.Tensor) -> MethodOutput:
         with torch.no_grad():

@@ -38,10 +38,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ssl_audio.info import AudioInfo
+from ssl_audio.methods.common import (
+    contrastive_logits,
+    contrastive_loss,
+    sample_negatives,
+    waveform_input,
+    waveform_item,
+)
 from ssl_audio.models.quantizer import GumbelVectorQuantizer
 from ssl_audio.models.wav2vec2 import Wav2Vec2Backbone, Wav2Vec2BackboneConfig
 from ssl_core.masking import time_mask
@@ -95,35 +101,6 @@ class Wav2Vec2Config:
     gumbel_temperature_end: float = 0.5
 
 
-def _identity(wave: torch.Tensor) -> torch.Tensor:
-    return wave
-
-
-def sample_negatives(mask: torch.Tensor, num_negatives: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw, for every masked frame, ``num_negatives`` other masked frames of the same clip, uniformly with
-    replacement (fairseq's / Hugging Face's ``_sample_negative_indices``, batched: no loop over clips).
-
-    Rows of unmasked frames hold 0 (unused). A clip with a single masked frame gets that frame itself (the
-    loss then leaves those distractors out, as identical to the positive).
-
-    Shapes:
-        - mask: ``(B, F)`` bool
-        - output: ``(B, F, K)`` long, frame indices within the clip
-    """
-    b, f = mask.shape
-    n = mask.sum(dim=1)  # masked frames per clip
-    # masked frame positions first, in time order: order[b, r] is the r-th masked frame of clip b
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
-    rank = mask.cumsum(dim=1) - 1  # rank of each masked frame among its clip's masked frames
-    u = torch.rand(b, f, num_negatives, generator=generator, device=mask.device)
-    # uniform over the n - 1 other masked frames: draw in [0, n-1), then skip the frame's own rank
-    s = (u * (n - 1).clamp(min=1)[:, None, None]).long()
-    s = s + (s >= rank[..., None]).long()
-    s = torch.minimum(s, (n - 1).clamp(min=0)[:, None, None])
-    neg = torch.gather(order, 1, s.view(b, -1)).view(b, f, num_negatives)
-    return neg.masked_fill(~mask[..., None], 0)
-
-
 class Wav2Vec2(Method):
     """wav2vec 2.0: masked contrastive prediction of quantized latents, plus codebook diversity.
 
@@ -148,7 +125,7 @@ class Wav2Vec2(Method):
         self.project_q = nn.Linear(c.codevector_dim, c.proj_codevector_dim)
 
     def pretext(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return _identity  # masks and distractors are drawn per batch in forward
+        return waveform_item  # masks and distractors are drawn per batch in forward
 
     def schedules(self, total_steps: int, steps_per_epoch: int) -> Mapping[str, np.ndarray]:
         c = self.config
@@ -172,26 +149,8 @@ class Wav2Vec2(Method):
         codes, perplexity = self.quantizer(normed, mask, temperature=tau)
         targets = self.project_q(codes)  # (B, F, P)
 
-        # cosine of every context with every target of its clip, (B, F, F): the positives on the diagonal,
-        # the distractors gathered from it (cheaper than gathering (B, F, K, P) target vectors)
-        sim = torch.einsum(
-            "bfp,bgp->bfg",
-            F.normalize(context.float(), dim=-1, eps=1e-8),
-            F.normalize(targets.float(), dim=-1, eps=1e-8),
-        )
-        sim = sim / c.contrastive_temperature
-        sel = mask.nonzero(as_tuple=True)  # masked frames (b, t)
-        neg = negatives[sel]  # (M, K)
-        rows = sim[sel]  # (M, F)
-        pos = rows.gather(1, sel[1][:, None])  # (M, 1)
-        neg_logits = rows.gather(1, neg)  # (M, K)
-        # a distractor with the positive's codewords is no distractor: leave it out of the softmax
-        with torch.no_grad():
-            t = targets.detach()
-            same = (t[:, :, None] == t[:, None]).all(dim=-1)[sel].gather(1, neg)  # (M, K)
-        neg_logits = neg_logits.masked_fill(same, float("-inf"))
-        logits = torch.cat([pos, neg_logits], dim=1)
-        contrastive = F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
+        logits = contrastive_logits(context, targets, mask, negatives, c.contrastive_temperature)
+        contrastive = contrastive_loss(logits)
         gv = c.num_codevector_groups * c.num_codevectors_per_group
         diversity = (gv - perplexity) / gv
         loss = contrastive + c.diversity_weight * diversity
@@ -213,10 +172,5 @@ class Wav2Vec2(Method):
             name="wav2vec2",
             config=self.backbone.config.to_dict(),
             embed_dim=self.backbone.embed_dim,
-            input={
-                "sample_rate": self.info.sample_rate,
-                "num_samples": self.info.num_samples,
-                "layout": "waveform (B, T) float32 in [-1, 1]",
-                "frame_rate": self.backbone.frame_rate,
-            },
+            input=waveform_input(self.info, frame_rate=self.backbone.frame_rate),
         )

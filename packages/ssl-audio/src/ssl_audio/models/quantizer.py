@@ -4,8 +4,9 @@ The feature vector is projected to ``G x V`` logits; in each group ``g`` one of 
 ``e_g in R^{d/G}`` is chosen, and the ``G`` choices are concatenated into ``q in R^d``. In training the choice is
 a straight-through hard Gumbel-softmax sample (one-hot forward, soft gradient) at temperature ``tau`` (annealed
 2 -> 0.5 in the paper); in evaluation it is the argmax. The codebook perplexity
-``sum_g exp(-sum_v pbar_gv log pbar_gv)``, with ``pbar_g`` the softmax (no Gumbel noise) averaged over the
-masked frames, feeds the diversity loss ``(G V - perplexity) / (G V)``.
+``sum_g exp(-sum_v pbar_gv log(pbar_gv + 1e-7))``, with ``pbar_g`` the softmax (no Gumbel noise) averaged over
+the masked frames, feeds the diversity loss ``(G V - perplexity) / (G V)``; the ``1e-7`` (fairseq's and Hugging
+Face's) keeps its gradient finite once a code's mean probability underflows to 0.
 
 Parameters are named and shaped as Hugging Face's ``Wav2Vec2GumbelVectorQuantizer`` (``codevectors``
 ``(1, G V, d / G)``, ``weight_proj`` ``Linear(C, G V)``), so its weights load as they are.
@@ -50,13 +51,14 @@ class GumbelVectorQuantizer(nn.Module):
     @staticmethod
     def perplexity(probs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Sum over groups of ``exp(entropy)`` of the mean of ``probs`` ``(N, G, V)`` over the rows where
-        ``mask`` ``(N,)`` is True (all rows when None)."""
+        ``mask`` (``N`` values, any shape) is True (all rows when None); ``log(p + 1e-7)`` as fairseq and Hugging
+        Face."""
         if mask is None:
             marginal = probs.mean(dim=0)
         else:
             m = mask.reshape(-1, 1, 1).to(probs.dtype)
             marginal = (probs * m).sum(dim=0) / mask.sum()
-        return torch.exp(-torch.xlogy(marginal, marginal).sum(dim=-1)).sum()
+        return torch.exp(-(marginal * torch.log(marginal + 1e-7)).sum(dim=-1)).sum()
 
     def forward(
         self, features: torch.Tensor, mask: torch.Tensor | None = None, temperature: float | None = None

@@ -36,17 +36,6 @@ from ssl_audio.frontend import LogMel, LogMelConfig
 from ssl_core.errors import ConfigError
 
 
-def own_logmel(config: LogMelConfig, sample_rate: int) -> LogMel:
-    """A :class:`LogMel` whose buffers own their storage: ``torch.hann_window(400)`` is a view of 401 values,
-    which safetensors refuses to checkpoint (the window is cloned into a tensor of its own)."""
-    logmel = LogMel(config, sample_rate)
-    for module in logmel.modules():
-        for name, buf in list(module.named_buffers(recurse=False)):
-            if buf is not None and buf.untyped_storage().nbytes() != buf.numel() * buf.element_size():
-                setattr(module, name, buf.clone())
-    return logmel
-
-
 def sincos_2d(dim: int, n_time: int, n_freq: int) -> torch.Tensor:
     """Fixed 2-D sine-cosine positions of a time-major ``n_time`` x ``n_freq`` patch grid (MAE's, with a
     rectangular grid): the first half of the channels encodes the time index, the second the frequency
@@ -118,7 +107,7 @@ class SpectrogramViT(nn.Module):
     def __init__(self, config: SpecViTConfig | None = None) -> None:
         super().__init__()
         self.config = c = config or SpecViTConfig()
-        self.logmel = own_logmel(c.frontend, c.sample_rate)
+        self.logmel = LogMel(c.frontend, c.sample_rate)
         self.embed_dim = c.dim
         self.n_freq = c.frontend.n_mels // c.patch_mels
         self.frame_rate = 1000.0 / (c.frontend.hop_ms * c.patch_frames)
@@ -231,7 +220,7 @@ class BYOLACNN(nn.Module):
     def __init__(self, config: BYOLACNNConfig | None = None) -> None:
         super().__init__()
         self.config = c = config or BYOLACNNConfig()
-        self.logmel = own_logmel(c.frontend, c.sample_rate)
+        self.logmel = LogMel(c.frontend, c.sample_rate)
         self.embed_dim = c.dim
         self.frame_rate = 1000.0 / (c.frontend.hop_ms * 8)
         layers: list[nn.Module] = []

@@ -1,23 +1,11 @@
-"""Pretext items of the spectrogram methods: the waveform itself (the augmentations run on the batch in the
-method's ``forward``), or the waveform with an MAE patch mask."""
+"""The pretext item of Audio-MAE: the waveform with an MAE patch mask (methods that augment the batch in
+``forward`` use :func:`ssl_audio.methods.common.waveform_item`)."""
 
 from __future__ import annotations
 
 import torch
 
 from ssl_core.masking import random_mask
-
-
-class WaveItem:
-    """The pretext of methods that augment the batch in ``forward`` (BYOL-A, ATST): a training item is the
-    waveform, unchanged.
-
-    Shapes:
-        - input and output: ``(T,)``
-    """
-
-    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
-        return wave
 
 
 class MaskedClip:
