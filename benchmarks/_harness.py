@@ -116,6 +116,16 @@ def run_child(script: str, spec: dict, timeout_s: float, mem_limit_gib: float) -
     return json.loads(lines[-1])
 
 
+def timed_step(optimizer, loss_fn: Callable[[], object]) -> float:
+    """Seconds of one training step: ``loss_fn()`` (the forward), backward and ``optimizer.step()``."""
+    t0 = time.perf_counter()
+    loss = loss_fn()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - t0
+
+
 def machine_line() -> str:
     """CPU model, cores, torch version and the 1-minute load average (the machine is shared)."""
     import torch

@@ -24,7 +24,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgom
 
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -32,43 +31,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine_line, markdown_table, write  # noqa: E402
+from _harness import machine_line, markdown_table, timed_step, write  # noqa: E402
 
-from ssl_audio.export import hf_config_kwargs  # noqa: E402
+from ssl_audio.export import pretraining_twin  # noqa: E402
 from ssl_audio.info import AudioInfo  # noqa: E402
 from ssl_audio.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config  # noqa: E402
 from ssl_core.testing import begin_step  # noqa: E402
-
-
-def hf_twin(method: Wav2Vec2):
-    """``Wav2Vec2ForPreTraining`` of the same configuration, holding ``method``'s weights."""
-    import transformers
-
-    c = method.config
-    cfg = transformers.Wav2Vec2Config(
-        **hf_config_kwargs(method.backbone.config),
-        num_codevector_groups=c.num_codevector_groups,
-        num_codevectors_per_group=c.num_codevectors_per_group,
-        codevector_dim=c.codevector_dim,
-        proj_codevector_dim=c.proj_codevector_dim,
-        num_negatives=c.num_negatives,
-        contrastive_logits_temperature=c.contrastive_temperature,
-        diversity_loss_weight=c.diversity_weight,
-        feat_quantizer_dropout=0.0,
-    )
-    hf = transformers.Wav2Vec2ForPreTraining(cfg)
-    state = {("wav2vec2." + k[9:]) if k.startswith("backbone.") else k: v for k, v in method.state_dict().items()}
-    hf.load_state_dict(state, strict=True)
-    return hf.train()
-
-
-def step(optimizer, loss_fn) -> float:
-    t0 = time.perf_counter()
-    loss = loss_fn()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     info = AudioInfo()
     cfg = Wav2Vec2Config()
     ours = Wav2Vec2(cfg, info).train()
-    hf = hf_twin(ours)
+    hf = pretraining_twin(ours)
     hf.set_gumbel_temperature(cfg.gumbel_temperature)
     begin_step(ours, gumbel_temperature=cfg.gumbel_temperature)
     wave = torch.randn(args.batch, info.num_samples) * 0.1
@@ -112,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.warmup + args.rounds):
         for name, (optimizer, loss_fn) in variants.items():
-            t = step(optimizer, loss_fn)
+            t = timed_step(optimizer, loss_fn)
             if r >= args.warmup:
                 times[name].append(t)
     names = list(variants)

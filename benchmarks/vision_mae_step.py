@@ -23,14 +23,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgom
 
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import machine_line, markdown_table, write  # noqa: E402
+from _harness import machine_line, markdown_table, timed_step, write  # noqa: E402
 
 from ssl_core.testing import pretext_batch  # noqa: E402
 from ssl_core.train.config import TrainConfig  # noqa: E402
@@ -57,15 +56,6 @@ def batches(model: MAE, batch_size: int, seed: int = 0) -> tuple[dict, dict]:
         "mask": torch.ones(batch_size, n, dtype=torch.bool),
     }
     return masked, full
-
-
-def step(model, optimizer, loss_fn) -> float:
-    t0 = time.perf_counter()
-    loss = loss_fn()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.warmup + args.rounds):
-        for name, (model, optimizer, loss_fn) in variants.items():
-            t = step(model, optimizer, loss_fn)
+        for name, (_model, optimizer, loss_fn) in variants.items():
+            t = timed_step(optimizer, loss_fn)
             if r >= args.warmup:
                 times[name].append(t)
     names = list(variants)

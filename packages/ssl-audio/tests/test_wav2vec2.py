@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_audio.export import hf_config_kwargs
+from ssl_audio.export import pretraining_twin
 from ssl_audio.info import AudioInfo
 from ssl_audio.methods.common import sample_negatives
 from ssl_audio.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config
@@ -46,32 +46,11 @@ def tiny_config(dropout: float = 0.1, **kw) -> Wav2Vec2Config:
     return Wav2Vec2Config(backbone=bb, **{**base, **kw})
 
 
-def hf_pretraining(method: Wav2Vec2):
-    c = method.config
-    hf_cfg = transformers.Wav2Vec2Config(
-        **hf_config_kwargs(c.backbone),
-        num_codevector_groups=c.num_codevector_groups,
-        num_codevectors_per_group=c.num_codevectors_per_group,
-        codevector_dim=c.codevector_dim,
-        proj_codevector_dim=c.proj_codevector_dim,
-        num_negatives=c.num_negatives,
-        contrastive_logits_temperature=c.contrastive_temperature,
-        diversity_loss_weight=c.diversity_weight,
-        feat_quantizer_dropout=0.0,
-    )
-    hf = transformers.Wav2Vec2ForPreTraining(hf_cfg)
-    state = {}
-    for k, v in method.state_dict().items():
-        state[("wav2vec2." + k[len("backbone.") :]) if k.startswith("backbone.") else k] = v
-    hf.load_state_dict(state, strict=True)
-    return hf
-
-
 @pytest.mark.parametrize("training", [True, False])
 def test_loss_and_gradients_equal_hugging_face(training):
     torch.manual_seed(0)
     method = Wav2Vec2(tiny_config(dropout=0.0), INFO)
-    hf = hf_pretraining(method)
+    hf = pretraining_twin(method)
     method.train(training), hf.train(training)
     tau = 1.3
     begin_step(method, gumbel_temperature=tau)

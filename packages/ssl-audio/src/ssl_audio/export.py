@@ -90,3 +90,32 @@ def save_pretrained(backbone: nn.Module, config: dict[str, Any], out_dir: Path) 
         return_attention_mask=False,
     ).save_pretrained(hf_dir)
     return hf_dir
+
+
+def pretraining_twin(method: nn.Module) -> nn.Module:
+    """``transformers.Wav2Vec2ForPreTraining`` of an ``audio/wav2vec2`` method's configuration, holding its weights
+    (backbone, quantizer and projections): the peer of the tests' loss check and of
+    ``benchmarks/audio_wav2vec2_speed.py``. Returned in training mode, quantizer dropout off.
+
+    Args:
+        method: a :class:`ssl_audio.methods.wav2vec2.Wav2Vec2`.
+    """
+    import transformers
+
+    c = method.config
+    cfg = transformers.Wav2Vec2Config(
+        **hf_config_kwargs(c.backbone),
+        num_codevector_groups=c.num_codevector_groups,
+        num_codevectors_per_group=c.num_codevectors_per_group,
+        codevector_dim=c.codevector_dim,
+        proj_codevector_dim=c.proj_codevector_dim,
+        num_negatives=c.num_negatives,
+        contrastive_logits_temperature=c.contrastive_temperature,
+        diversity_loss_weight=c.diversity_weight,
+        feat_quantizer_dropout=0.0,
+    )
+    hf = transformers.Wav2Vec2ForPreTraining(cfg)
+    prefix = "backbone."
+    state = {("wav2vec2." + k[len(prefix) :]) if k.startswith(prefix) else k: v for k, v in method.state_dict().items()}
+    hf.load_state_dict(state, strict=True)
+    return hf.train()

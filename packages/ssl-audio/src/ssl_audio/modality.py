@@ -21,7 +21,7 @@ from ssl_core.train.config import TrainConfig
 
 def _train(epochs: float, batch_size: int, lr: float, **kw: Any) -> TrainConfig:
     # max_minutes caps training so that the default run, probes included, ends within 5 minutes on 2 cores
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_minutes=3.0, log_every=5, **kw)
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_minutes=3.5, log_every=5, **kw)
 
 
 modality = Modality(
@@ -37,7 +37,7 @@ modality = Modality(
             summary="wav2vec 2.0: masked frames pick their Gumbel-quantized latent among distractors, + diversity",
             paper="Baevski, Zhou, Mohamed, Auli (2020), wav2vec 2.0: A Framework for Self-Supervised Learning of "
             "Speech Representations",
-            train=_train(epochs=5, batch_size=32, lr=1e-3, warmup_epochs=0.5, weight_decay=0.01),
+            train=_train(epochs=14, batch_size=32, lr=1e-3, warmup_epochs=0.5, weight_decay=0.01),
         ),
         Recipe(
             name="hubert",
@@ -47,8 +47,7 @@ modality = Modality(
             "(method.target_run)",
             paper="Hsu, Bolte, Tsai, Lakhotia, Salakhutdinov, Mohamed (2021), HuBERT: Self-Supervised Speech "
             "Representation Learning by Masked Prediction of Hidden Units",
-            # its probes take ~2 min (the conv feature encoder embeds 2 x 1,920 clips), so training gets 3 min
-            train=_train(epochs=3, batch_size=32, lr=1e-3, warmup_epochs=0.5, weight_decay=0.01),
+            train=_train(epochs=8, batch_size=32, lr=1e-3, warmup_epochs=0.5, weight_decay=0.01),
         ),
         Recipe(
             name="w2v_bert",
@@ -59,7 +58,7 @@ modality = Modality(
             paper="Chung, Zhang, Han, Chiu, Qin, Pang, Wu (2021), w2v-BERT: Combining Contrastive Learning and Masked "
             "Language Modeling for Self-Supervised Speech Pre-Training",
             # lr 3e-4: kNN 41.1% / linear 96.1% against 36.8% / 92.6% at 1e-3 (one run each)
-            train=_train(epochs=15, batch_size=32, lr=3e-4, warmup_epochs=0.5, weight_decay=0.01),
+            train=_train(epochs=25, batch_size=32, lr=3e-4, warmup_epochs=0.5, weight_decay=0.01),
         ),
         Recipe(
             name="audio_mae",

@@ -13,7 +13,7 @@ NAMES = ("keywords", "klettres", "tuxpaint")
 DATASETS = {
     "keywords": "spoken keywords (default): 20 Speech-Commands words x 96 espeak-ng voices (8 accents x 12 variants), "
     "1 s at 16 kHz, generated and cached; probes score unseen voices (Debian espeak-ng)",
-    "klettres": "pretrain on KLettres' 1,836 spoken letters and syllables in 25 languages (Debian klettres-data); "
+    "klettres": "pretrain on KLettres' 1,836 spoken letters and syllables in 20 languages (Debian klettres-data); "
     "probes on the keywords",
     "tuxpaint": "pretrain on Tux Paint's spoken stamp descriptions (Debian tuxpaint-stamps-default); probes on the "
     "keywords",
