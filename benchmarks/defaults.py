@@ -178,8 +178,8 @@ def render(records: list[dict], modality: str) -> str:
     for (recipe, data), r in latest.items():
         m = r["metrics"]
         cells = [f"{modality}/{recipe}" + (f" ({data})" if data else ""), f"{r['steps']}", length(r),
-                 f"{r['train_minutes']:.1f}", f"{r['wall_minutes']:.1f}", f"{r['peak_rss_gib']:.1f} GiB",
-                 _score(m["pretrained"]), _score(m["random_init"]),
+                 f"{r['train_minutes']:.1f}", f"{r['wall_minutes']:.1f}", f"{r['samples_per_s']:,.0f}",
+                 f"{r['peak_rss_gib']:.1f} GiB", _score(m["pretrained"]), _score(m["random_init"]),
                  _score(m["raw_input"]) if "raw_input" in m else "-"]  # fmt: skip
         cells += [_score(m[k]) if k in m else "-" for k in extra_rows]
         for col in extra_cols:
@@ -191,8 +191,8 @@ def render(records: list[dict], modality: str) -> str:
         rows.append(cells)
     cv = any("cv_top1" in r["metrics"]["pretrained"] for r in latest.values())
     probe = "cross-val" if cv else "kNN / linear"
-    header = ["recipe", "steps", "length set by", "training min", "wall min", "peak memory", f"pretrained {probe}",
-              f"untrained {probe}", f"raw input {probe}"]  # fmt: skip
+    header = ["recipe", "steps", "length set by", "training min", "wall min", "training samples/s", "peak memory",
+              f"pretrained {probe}", f"untrained {probe}", f"raw input {probe}"]  # fmt: skip
     header += [f"{k} {probe}" for k in extra_rows]
     header += [f"{c}: pretrained / untrained / raw" for c in extra_cols]
     if any("rescored" in r for r in latest.values()):
