@@ -84,6 +84,10 @@ def test_keywords_are_deterministic_and_cached(tmp_path, monkeypatch):
     assert torch.equal(a.waves, c.waves) and torch.equal(a.word, c.word)
     other = keyword_spec(tiny(tmp_path, seed=1))
     assert other.key() != keyword_spec(tiny(tmp_path)).key()
+    # a changed generator (its code) never reads clips cached by another version
+    before = keyword_spec(tiny(tmp_path)).key()
+    monkeypatch.setattr(kw_mod, "generator_digest", lambda: "another-version")
+    assert keyword_spec(tiny(tmp_path)).key() != before
 
 
 def test_missing_espeak_is_one_line_data_error(tmp_path, monkeypatch):

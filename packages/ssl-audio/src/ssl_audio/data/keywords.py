@@ -16,6 +16,7 @@ a temporary file first and renamed into place, so an interrupted run leaves no h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -54,6 +55,19 @@ PEAK = (0.3, 0.95)  # peak level of each clip
 VERSION = 1  # of this generator: part of the cache key
 
 
+@functools.cache
+def generator_digest() -> str:
+    """A digest of the code that makes the clips (this module and :mod:`ssl_audio.data.audio`), part of the cache
+    key: a changed generator never reuses clips cached by another version, even where ``VERSION`` was not
+    bumped (as once happened during development, giving clips off by one 16-bit step)."""
+    from ssl_audio.data import audio
+
+    h = hashlib.sha1()
+    for path in (Path(__file__), Path(audio.__file__)):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class KeywordSpec:
     """What the generated set depends on (its cache key)."""
@@ -66,7 +80,8 @@ class KeywordSpec:
     seed: int = 0
 
     def key(self) -> str:
-        text = json.dumps({**asdict(self), "speed": SPEED, "pitch": PITCH, "peak": PEAK, "version": VERSION})
+        settings = {"speed": SPEED, "pitch": PITCH, "peak": PEAK, "version": VERSION, "code": generator_digest()}
+        text = json.dumps({**asdict(self), **settings})
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     @property
