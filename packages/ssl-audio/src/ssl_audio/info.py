@@ -18,6 +18,16 @@ class AudioInfo:
     sample_rate: int = 16_000
     num_samples: int = 16_000
 
+    def backbone_input(self, **extra: object) -> dict:
+        """The ``input`` entry of an audio backbone's :class:`~ssl_core.method.BackboneSpec` (plus ``extra``
+        keys), written into every export for its users."""
+        return {
+            "sample_rate": self.sample_rate,
+            "num_samples": self.num_samples,
+            "layout": "waveform (B, T) float32 in [-1, 1]",
+            **extra,
+        }
+
     @property
     def seconds(self) -> float:
         """Clip length in seconds."""

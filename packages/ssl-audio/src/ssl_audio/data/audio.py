@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -18,6 +20,7 @@ import torchaudio
 
 from ssl_core.data import check_finite
 from ssl_core.errors import DataError
+from ssl_core.io import atomic_write
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".mp3")
 
@@ -143,3 +146,12 @@ def speech_extent(wave: torch.Tensor, threshold: float = 0.02) -> tuple[int, int
         return 0, 0
     loud = (wave.abs() >= threshold * peak).nonzero().squeeze(1)
     return int(loud[0]), int(loud[-1]) + 1
+
+
+def write_cache(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a cache file atomically (:func:`ssl_core.io.atomic_write`, without fsync: a lost cache is made
+    again): ``write(file)`` fills a temporary beside ``path`` that is renamed to ``path`` when it succeeds;
+    ``path``'s folder is created when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, fsync=False) as tmp, open(tmp, "wb") as f:
+        write(f)

@@ -22,8 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssl_audio.data.audio import AUDIO_EXTENSIONS, UnreadableAudio, decode, fit_center, random_crop, speech_extent
-from ssl_audio.data.keywords import atomic_write
+from ssl_audio.data.audio import (
+    AUDIO_EXTENSIONS,
+    UnreadableAudio,
+    decode,
+    fit_center,
+    random_crop,
+    speech_extent,
+    write_cache,
+)
 from ssl_core.errors import DataError
 
 
@@ -121,5 +128,5 @@ def load_recordings(
     def write(f: io.BufferedWriter) -> None:
         np.save(f, q.numpy())
 
-    atomic_write(path, write)
+    write_cache(path, write)
     return q.float() / 32767

@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from ssl_audio.data.audio import fit_center, resample, speech_extent
+from ssl_audio.data.audio import fit_center, resample, speech_extent, write_cache
 from ssl_core.errors import DataError
 
 ESPEAK = "espeak-ng"
@@ -197,19 +196,6 @@ def generate(spec: KeywordSpec, workers: int = 0) -> KeywordSet:
     )
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path`` (``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_keywords(spec: KeywordSpec, cache: Path, workers: int = 0) -> KeywordSet:
     """The keyword set of ``spec``: read from ``cache/keywords-<key>.npz`` when there, else generated and
     written there (atomically, with ``keywords-<key>.json`` describing it)."""
@@ -235,7 +221,7 @@ def load_keywords(spec: KeywordSpec, cache: Path, workers: int = 0) -> KeywordSe
         "espeak": espeak_version(),
         "clips": len(ks.waves),
     }
-    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    write_cache(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
     arrays = {
         "waves": (ks.waves * 32767).round().short().numpy(),
         "word": ks.word.short().numpy(),
@@ -243,5 +229,5 @@ def load_keywords(spec: KeywordSpec, cache: Path, workers: int = 0) -> KeywordSe
         "onset": ks.onset.int().numpy(),
         "offset": ks.offset.int().numpy(),
     }
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    write_cache(path, lambda f: np.savez(f, **arrays))
     return ks

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssl_audio.data.audio import UnreadableAudio, decode, fit_at, speech_extent
-from ssl_audio.data.keywords import atomic_write
+from ssl_audio.data.audio import UnreadableAudio, decode, fit_at, speech_extent, write_cache
 from ssl_core.data import stratified_split
 from ssl_core.eval import few_shot_accuracy
 
@@ -59,7 +58,7 @@ def load_sonic_pi(
     q = (torch.stack(waves).clamp(-1, 1) * 32767).round().short()
     labels = torch.tensor([classes.index(n) for n in names])
     if path is not None:
-        atomic_write(path, lambda f: np.savez(f, waves=q.numpy(), labels=labels.numpy(), classes=np.array(classes)))
+        write_cache(path, lambda f: np.savez(f, waves=q.numpy(), labels=labels.numpy(), classes=np.array(classes)))
     return q.float() / 32767, labels, classes
 
 

@@ -1,13 +1,11 @@
-"""What several audio methods share: the pretext of methods that work on the whole batch, the backbone's input
-description, BYOL's projection MLP and the contrastive task of wav2vec 2.0 (also w2v-BERT's contrastive module)."""
+"""What several audio methods share: the pretext of methods that work on the whole batch, BYOL's projection MLP
+and the contrastive task of wav2vec 2.0 (also w2v-BERT's contrastive module)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ssl_audio.info import AudioInfo
 
 
 def waveform_item(wave: torch.Tensor) -> torch.Tensor:
@@ -17,16 +15,6 @@ def waveform_item(wave: torch.Tensor) -> torch.Tensor:
         - input and output: ``(T,)``
     """
     return wave
-
-
-def waveform_input(info: AudioInfo, **extra: object) -> dict:
-    """The ``input`` entry of an audio backbone's :class:`~ssl_core.method.BackboneSpec` (plus ``extra`` keys)."""
-    return {
-        "sample_rate": info.sample_rate,
-        "num_samples": info.num_samples,
-        "layout": "waveform (B, T) float32 in [-1, 1]",
-        **extra,
-    }
 
 
 def projection_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_audio.info import AudioInfo
-from ssl_audio.methods.common import waveform_input, waveform_item
+from ssl_audio.methods.common import waveform_item
 from ssl_audio.models.wav2vec2 import Wav2Vec2BackboneConfig, build_wav2vec2
 from ssl_audio.pretext.targets import KMeansTargets, layer_features, load_target_backbone, mfcc_features
 from ssl_core.errors import ConfigError
@@ -195,5 +195,5 @@ class HuBERT(Method):
             name="wav2vec2",
             config=self.backbone_config.to_dict(),
             embed_dim=self.backbone.embed_dim,
-            input=waveform_input(self.info),
+            input=self.info.backbone_input(),
         )

@@ -54,7 +54,6 @@ from ssl_audio.methods.common import (
     contrastive_logits,
     contrastive_loss,
     sample_negatives,
-    waveform_input,
     waveform_item,
 )
 from ssl_audio.models.conformer import ConformerBackboneConfig, build_w2v_bert
@@ -144,11 +143,6 @@ class W2vBERT(Method):
         start, end = self.config.gumbel_temp_start, self.config.gumbel_temp_end
         return {"gumbel_temp": np.geomspace(start, end, total_steps) if total_steps > 1 else np.array([start])}
 
-    def code_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """The quantizer's code logits (no Gumbel noise): ``(B, F, C) -> (B, F, G, V)``."""
-        q = self.quantizer
-        return q.weight_proj(features).view(*features.shape[:2], q.num_groups, q.num_vars)
-
     @torch.no_grad()
     def token_ids(self, features: torch.Tensor) -> torch.Tensor:
         """The quantizer's noise-free code of each frame and group (the MLM targets).
@@ -156,7 +150,7 @@ class W2vBERT(Method):
         Shapes:
             - features: ``(B, F, C)``; output: ``(B, F, G)`` long
         """
-        return self.code_logits(features).argmax(-1)
+        return self.quantizer.code_logits(features).argmax(-1)
 
     def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(B, F, D) -> (B, F, G, V)``: the masked-prediction head."""
@@ -173,10 +167,10 @@ class W2vBERT(Method):
 
         step = self._current_step
         tau = step["gumbel_temp"] if step is not None and "gumbel_temp" in step.values else c.gumbel_temp_start
-        quantized, _ = self.quantizer(features, mask, temperature=tau)
-        code_logits = self.code_logits(features)
+        quantized, _, code_logits = self.quantizer(features, mask, temperature=tau, return_logits=True)
         ids = code_logits.detach().argmax(-1)
-        perplexity = self.quantizer.perplexity(code_logits.float().softmax(-1).flatten(0, 1), mask)
+        # the noise-free softmax's perplexity (the quantizer's own is the one-hot codes' outside training)
+        perplexity = self.quantizer.perplexity(code_logits.softmax(-1).flatten(0, 1), mask)
 
         # contrastive module: L_w + alpha L_d over masked frames
         negatives = sample_negatives(mask, c.num_negatives)
@@ -201,5 +195,5 @@ class W2vBERT(Method):
             name="w2v_bert",
             config=self.backbone_config.to_dict(),
             embed_dim=self.backbone.embed_dim,
-            input=waveform_input(self.info),
+            input=self.info.backbone_input(),
         )

@@ -45,7 +45,6 @@ from ssl_audio.methods.common import (
     contrastive_logits,
     contrastive_loss,
     sample_negatives,
-    waveform_input,
     waveform_item,
 )
 from ssl_audio.models.quantizer import GumbelVectorQuantizer
@@ -172,5 +171,5 @@ class Wav2Vec2(Method):
             name="wav2vec2",
             config=self.backbone.config.to_dict(),
             embed_dim=self.backbone.embed_dim,
-            input=waveform_input(self.info, frame_rate=self.backbone.frame_rate),
+            input=self.info.backbone_input(frame_rate=self.backbone.frame_rate),
         )

@@ -32,7 +32,7 @@ class GumbelVectorQuantizer(nn.Module):
 
     Shapes:
         - features: ``(B, F, C)``; mask: ``(B, F)`` bool or None
-        - output: ``((B, F, d), perplexity ())``
+        - output: ``((B, F, d), perplexity ())``, and ``(B, F, G, V)`` code logits with ``return_logits``
     """
 
     def __init__(self, in_dim: int, num_groups: int = 2, num_vars: int = 320, codevector_dim: int = 256) -> None:
@@ -60,12 +60,23 @@ class GumbelVectorQuantizer(nn.Module):
             marginal = (probs * m).sum(dim=0) / mask.sum()
         return torch.exp(-(marginal * torch.log(marginal + 1e-7)).sum(dim=-1)).sum()
 
+    def code_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The code logits before Gumbel noise: ``(B, F, C) -> (B, F, G, V)`` float32 (their argmax is the code
+        picked in evaluation; w2v-BERT's token ids)."""
+        return self.weight_proj(features).view(*features.shape[:2], self.num_groups, self.num_vars).float()
+
     def forward(
-        self, features: torch.Tensor, mask: torch.Tensor | None = None, temperature: float | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Quantize ``features``; ``temperature`` overrides :attr:`temperature` (the Gumbel-softmax ``tau``)."""
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        temperature: float | None = None,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Quantize ``features``; ``temperature`` overrides :attr:`temperature` (the Gumbel-softmax ``tau``);
+        ``return_logits`` also returns :meth:`code_logits` (computed once, for callers that need them too)."""
         b, n, _ = features.shape
-        logits = self.weight_proj(features).view(b * n, self.num_groups, self.num_vars).float()
+        code_logits = self.code_logits(features)
+        logits = code_logits.view(b * n, self.num_groups, self.num_vars)
         if self.training:
             tau = self.temperature if temperature is None else temperature
             onehot = F.gumbel_softmax(logits, tau=tau, hard=True, dim=-1)
@@ -77,4 +88,4 @@ class GumbelVectorQuantizer(nn.Module):
         # (N, G, V) x (G, V, d/G) -> (N, G, d/G): the chosen codeword of each group
         book = self.codevectors.view(self.num_groups, self.num_vars, -1)
         q = torch.einsum("ngv,gvd->ngd", onehot, book)
-        return q.reshape(b, n, -1), ppl
+        return (q.reshape(b, n, -1), ppl, code_logits) if return_logits else (q.reshape(b, n, -1), ppl)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ssl_audio.frontend import LogMel, LogMelConfig
+from ssl_audio.info import AudioInfo
 from ssl_core.errors import ConfigError
 
 
@@ -283,10 +284,7 @@ def spec_backbone_spec(backbone: SpectrogramViT | BYOLACNN, num_samples: int = 1
         name=name,
         config=_plain(backbone.config),
         embed_dim=backbone.embed_dim,
-        input={
-            "sample_rate": backbone.config.sample_rate,
-            "num_samples": num_samples,
-            "layout": "waveform (B, T) float32 in [-1, 1]",
-            "frontend": "log-mel inside the backbone",
-        },
+        input=AudioInfo(backbone.config.sample_rate, num_samples).backbone_input(
+            frontend="log-mel inside the backbone"
+        ),
     )
