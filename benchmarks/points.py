@@ -4,6 +4,11 @@
 - kNN: k = 32 neighbours of 1,024 query points (the first 1,024 of each cloud) among 8 x 8,192 points.
 - Chamfer distance, forward + backward (open3d: forward only, it has no gradient), two clouds of 8 x 2,048
   and of 8 x 16,384 points.
+- Point-MAE training step (``ssl_pointcloud.methods.point_mae``, default config: 64 groups of 32 points, 60%
+  masked) on 32 clouds x 1,024 points: forward, backward and AdamW step. ``ours`` is the method as it is, on the
+  core kernels (farthest_point_sampling and knn ``auto``, chamfer_distance ``chunked``: see
+  ``point_mae.CHAMFER_IMPL``); ``naive_torch`` is the same model and inputs with the naive FPS below (a Python
+  loop over clouds), kNN by ``torch.cdist`` + ``topk`` and a dense ``torch.cdist`` Chamfer.
 
 Uniform random clouds in the unit cube, seeded; each (operator, implementation, size) in a fresh process
 (see _harness.py); open3d rows include the torch -> numpy -> open3d conversion, as a user would pay it.
@@ -25,7 +30,9 @@ CONFIGS = {
     "fps": (["ours_auto", "ours_torch", "open3d", "naive_torch"], [8192]),
     "knn": (["ours_auto", "ours_chunked", "open3d_nns", "open3d_kdtreeflann", "naive_torch"], [8192]),
     "chamfer": (["ours_auto", "ours_chunked", "open3d", "naive_torch"], [2048, 16384]),
+    "pmae": (["ours", "naive_torch"], [1024]),
 }
+PMAE_B = 32  # clouds per Point-MAE training step
 FPS_SAMPLES, KNN_QUERIES, KNN_K = 1024, 1024, 32
 # naive torch Chamfer keeps ~5 (B, N, N) float32 buffers alive (peer-benchmarks.md)
 NAIVE_CHAMFER_BYTES = lambda n: 5 * B * n * n * 4  # noqa: E731
@@ -123,6 +130,39 @@ def open3d_chamfer(x, y):
     return np.asarray(values)
 
 
+def pmae_step(impl: str, n: int) -> dict:
+    """Time Point-MAE training steps on ``PMAE_B`` clouds of ``n`` points with ``impl``'s point operators."""
+    import torch
+
+    import ssl_pointcloud.methods.point_mae as point_mae
+    import ssl_pointcloud.models.tokens as tokens
+    from ssl_core.testing import pretext_batch
+    from ssl_pointcloud.info import PointInfo
+
+    if impl == "naive_torch":  # the same model, its point operators swapped for the naive ones
+        tokens.farthest_point_sampling = naive_fps
+        tokens.knn = lambda q, p, k: (None, naive_knn(q, p, k))
+        point_mae.chamfer_distance = lambda x, y, impl=None: naive_chamfer(x, y)
+    torch.manual_seed(0)
+    method = point_mae.PointMAE(point_mae.PointMAEConfig(), PointInfo(num_points=n))
+    opt = torch.optim.AdamW(method.parameters(), lr=1e-4)
+    batch = pretext_batch(method, list(torch.rand(PMAE_B, n, 3, generator=torch.Generator().manual_seed(4)) * 2 - 1))
+
+    def step():
+        loss = method(batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    small = {k: v[:2] for k, v in batch.items()}
+    method(small).loss.backward()  # warm-up
+    opt.zero_grad(set_to_none=True)
+    result = h.measure(step, 3)
+    result["agreement"] = f"first-step loss {result.pop('value'):.6f}"
+    return result
+
+
 # ---- one configuration in a child process ----------------------------------------------------------------
 
 
@@ -132,6 +172,8 @@ def run(spec: dict) -> dict:
     from ssl_core.kernels import chamfer_distance, farthest_point_sampling, knn
 
     op, impl, n = spec["op"], spec["impl"], spec["n"]
+    if op == "pmae":
+        return pmae_step(impl, n)
     if op == "fps":
         points = clouds(n, 0)
         fn = {
@@ -222,13 +264,15 @@ def main() -> None:
                     r = h.run_child(__file__, {"op": op, "impl": impl, "n": n}, args.timeout, args.max_gib + 2)
                 results[f"{op}/{impl}/{n}"] = r
                 print(f"{op} {impl} n={n}: {r}", file=sys.stderr, flush=True)
-                rows.append([f"{op} ({B} x {n:,})", impl, h.fmt_ms(r), h.fmt_mib(r), r.get("agreement", "–")])
+                label = f"Point-MAE step ({PMAE_B} x {n:,})" if op == "pmae" else f"{op} ({B} x {n:,})"
+                rows.append([label, impl, h.fmt_ms(r), h.fmt_mib(r), r.get("agreement", "–")])
     out = [
         "# Point-cloud operators, CPU float32",
         "",
         f"`{' '.join(['uv run python benchmarks/points.py', *sys.argv[1:]])}` on {machine}; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}. FPS: {FPS_SAMPLES:,} samples; kNN: "
-        f"k={KNN_K}, {KNN_QUERIES:,} queries per cloud; Chamfer: forward + backward.",
+        f"k={KNN_K}, {KNN_QUERIES:,} queries per cloud; Chamfer: forward + backward; Point-MAE step: forward, "
+        "backward and AdamW step of the default model (same initialisation and batch for both rows).",
         "",
         h.markdown_table(["op", "impl", "median ms (CPU ms)", "peak extra MiB", "agreement"], rows),
         "",
@@ -250,6 +294,14 @@ def main() -> None:
         [
             "Chamfer 2,048 naive torch / ours, memory",
             h.ratio(cell("chamfer", "naive_torch", 2048), cell("chamfer", "ours_auto", 2048), "peak_mib"),
+        ],
+        [
+            "Point-MAE step naive torch / ours, time",
+            h.ratio(cell("pmae", "naive_torch", 1024), cell("pmae", "ours", 1024), "ms"),
+        ],
+        [
+            "Point-MAE step naive torch / ours, memory",
+            h.ratio(cell("pmae", "naive_torch", 1024), cell("pmae", "ours", 1024), "peak_mib"),
         ],
     ]
     out.append(h.markdown_table(["comparison", "ratio"], ratio_rows))
