@@ -2,8 +2,9 @@
 point cloud seen from a second pose, the calibration between them and SLIC superpixels of the image.
 
 A scene (:func:`render_scene`) is a ground slab (class ``ground``) with 3-6 coloured open3d primitives on it
-(box, sphere, cylinder, cone, torus: one random colour, size, yaw and position per object; tori stand
-tilted). Two sensors look at it, both ray-cast with ``open3d.t.geometry.RaycastingScene``:
+(box, sphere, cylinder, cone, torus: one colour, its hue set by the class (:data:`CLASS_HUES`), and a random
+size, yaw and position per object; tori stand tilted). Two sensors look at it, both ray-cast with
+``open3d.t.geometry.RaycastingScene``:
 
 - the **camera**: a pinhole (intrinsics ``K``, world-to-camera extrinsics ``[R | t]``, OpenCV axes: ``x``
   right, ``y`` down, ``z`` forward) at a random azimuth and elevation; each pixel's ray shows the colour of
@@ -81,7 +82,7 @@ def generator_digest() -> str:
     for fn in (*fns, render_scene, scene_rng, generate_scenes):
         h.update(inspect.getsource(fn).encode())
     constants = (CLASSES, SKY, LIGHT, AMBIENT, OCCLUSION_TOLERANCE, DEPTH_TOLERANCE, CAMERA_FOV, LIDAR_YAW)
-    h.update(repr((*constants, LIDAR_PITCH, LIDAR_GRID, GROUND_SIZE, SPLITS)).encode())
+    h.update(repr((*constants, LIDAR_PITCH, LIDAR_GRID, GROUND_SIZE, SPLITS, CLASS_HUES, HUE_SPREAD)).encode())
     return h.hexdigest()[:16]
 
 
@@ -259,9 +260,16 @@ def _place_objects(rng: np.random.Generator, n: int) -> list[tuple[str, np.ndarr
     return objects
 
 
-def _colour(rng: np.random.Generator) -> np.ndarray:
-    """A random saturated colour (HSV with random hue) in ``[0, 1]^3``."""
-    h, s, val = rng.uniform(), rng.uniform(0.45, 1.0), rng.uniform(0.6, 1.0)
+CLASS_HUES = {"box": 0.0, "sphere": 0.16, "cylinder": 0.33, "cone": 0.55, "torus": 0.75}  # hue centre per class
+HUE_SPREAD = 0.05  # each object's hue: its class's centre +- this (uniform)
+
+
+def _colour(rng: np.random.Generator, name: str) -> np.ndarray:
+    """A saturated colour in ``[0, 1]^3`` whose hue depends on the class ``name`` (:data:`CLASS_HUES`, +-
+    :data:`HUE_SPREAD`) and whose saturation and brightness are random: appearance tells the class, as road,
+    vegetation and cars do in a driving scene, so that an image teacher has something to give the points."""
+    h = (CLASS_HUES[name] + rng.uniform(-HUE_SPREAD, HUE_SPREAD)) % 1.0
+    s, val = rng.uniform(0.45, 1.0), rng.uniform(0.6, 1.0)
     k = (np.array([5.0, 3.0, 1.0]) + h * 6) % 6
     return val - val * s * np.clip(np.minimum(k, 4 - k), 0, 1)
 
@@ -283,7 +291,7 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
     )
     meshes = [("ground", ground_v, ground_t), *_place_objects(rng, n_obj)]
     ground_colour = rng.uniform(0.35, 0.6) * rng.uniform(0.9, 1.1, 3)
-    colours = np.stack([ground_colour] + [_colour(rng) for _ in meshes[1:]])
+    colours = np.stack([ground_colour] + [_colour(rng, name) for name, _, _ in meshes[1:]])
     object_class = np.array([CLASSES.index(name) for name, _, _ in meshes])
     scene = o3d.t.geometry.RaycastingScene()
     geom_ids = []
