@@ -23,18 +23,16 @@ from ssl_audio.models.spectrogram import (
     spec_backbone_spec,
 )
 from ssl_core.data import LabeledSplit
-from ssl_core.testing import fit_fixed_batch, pretext_batch
+from ssl_core.testing import fit_fixed_batch, pretext_batch, torch_threads
 
 INFO = AudioInfo()
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    # the machine is shared; these models are small enough that one thread is about as fast
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    # these models are small enough that one thread is about as fast (and far faster on shared cores)
+    with torch_threads(1):
+        yield
 
 
 SMALL_VIT = {"dim": 32, "depth": 2, "heads": 2}

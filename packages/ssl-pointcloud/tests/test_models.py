@@ -24,16 +24,6 @@ from ssl_pointcloud.models import (
 from ssl_pointcloud.models.pointwise import EdgeConv
 from ssl_pointcloud.models.transformer import backbone_spec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the machine is shared; these models are small enough that one thread is about as fast
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL_PT = {"num_groups": 16, "group_size": 8, "width": 32, "depth": 2, "heads": 2, "pointnet_dims": (16, 32, 32)}
 SMALL_PW = {"k": 8, "dims": (16, 16, 32), "width": 32}
 

@@ -15,14 +15,6 @@ INFO = PointInfo(num_points=128)
 SMALL_PT = {"num_groups": 16, "group_size": 8, "width": 32, "depth": 2, "heads": 2, "pointnet_dims": (16, 32, 32)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_method(**kw) -> PointMAE:
     return PointMAE(PointMAEConfig(backbone=PointTransformerConfig(**SMALL_PT), decoder_depth=1, **kw), INFO)
 

@@ -33,15 +33,6 @@ from ssl_pointcloud.transforms import random_rotation
 TINY = InvariantConfig(k=8, dims=(16, 16), width=16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run many times faster on one thread than on two when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def horn_reference(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Horn (1987)'s closed form, one pair of clouds at a time: the rotation is the quaternion of the largest
     eigenvalue of a 4x4 symmetric matrix built from the weighted cross-covariance (no SVD)."""

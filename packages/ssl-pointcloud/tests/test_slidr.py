@@ -20,14 +20,6 @@ SMALL = SceneConfig(num_scenes=4, num_points=128, image_size=32, n_segments=16)
 BACKBONE = PointwiseConfig(k=8, dims=(16, 16), width=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return load_scenes(SMALL, "train", tmp_path_factory.mktemp("scenes"))

@@ -15,6 +15,7 @@ from torch import nn
 
 from ssl_core.errors import ConfigError
 from ssl_pointcloud.geometry import local_covariance
+from ssl_pointcloud.models.pointwise import check_neighbourhood, mix_layers, pool_points
 
 BACKBONE_NAME = "invariant_pointwise"
 
@@ -165,29 +166,19 @@ class InvariantPointEncoder(nn.Module):
 
     def point_features(self, points: torch.Tensor) -> torch.Tensor:
         """Invariant per-point features ``(B, N, 3) -> (B, N, width)``."""
-        if points.ndim != 3 or points.shape[-1] != 3:
-            raise ValueError(f"points must be (B, N, 3) clouds, got shape {tuple(points.shape)}")
-        if points.shape[1] < self.config.k:
-            raise ConfigError(
-                f"clouds of {points.shape[1]} points have fewer than k={self.config.k} neighbours per point; "
-                "give more points or lower backbone.k"
-            )
+        check_neighbourhood(points, self.config.k)
         idx, p, edge = local_geometry(points, self.config.k)
         h = self.first(p, idx, edge)
         outs = [h]
         for conv in self.convs:
             h = conv(h, idx)
             outs.append(h)
-        local = torch.cat(outs, dim=-1)
-        glob = local.max(dim=1, keepdim=True).values.expand_as(local)
-        f = self.mix(torch.cat([local, glob], dim=-1).reshape(-1, 2 * local.shape[-1]))
-        return self.out(f).reshape(points.shape[0], points.shape[1], -1)
+        return mix_layers(outs, self.mix, self.out)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         if self.config.embed_points:
             points = points[:, :: max(1, points.shape[1] // self.config.embed_points)]
-        f = self.point_features(points)
-        return torch.cat([f.max(dim=1).values, f.mean(dim=1)], dim=-1)
+        return pool_points(self.point_features(points))
 
 
 def build_invariant_pointwise(config: dict[str, Any]) -> InvariantPointEncoder:

@@ -66,6 +66,31 @@ class EdgeConv(nn.Module):
         return edges.max(dim=2).values
 
 
+def check_neighbourhood(points: torch.Tensor, k: int) -> None:
+    """Refuse anything but ``(B, N, 3)`` clouds of at least ``k`` points (a point-wise encoder's kNN graph)."""
+    if points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be (B, N, 3) clouds, got shape {tuple(points.shape)}")
+    if points.shape[1] < k:
+        raise ConfigError(
+            f"clouds of {points.shape[1]} points have fewer than k={k} neighbours per point; load more points "
+            "(data.num_points) or lower backbone.k"
+        )
+
+
+def mix_layers(outs: list[torch.Tensor], mix: nn.Module, out: nn.Module) -> torch.Tensor:
+    """DGCNN's head: the layers' outputs concatenated with their max over the cloud, mixed per point by ``mix``
+    (on ``(B * N, 2 * C)``) and ``out``: ``[(B, N, C_i)] -> (B, N, width)``."""
+    local = torch.cat(outs, dim=-1)  # (B, N, C)
+    glob = local.max(dim=1, keepdim=True).values.expand_as(local)
+    h = mix(torch.cat([local, glob], dim=-1).reshape(-1, 2 * local.shape[-1]))
+    return out(h).reshape(local.shape[0], local.shape[1], -1)
+
+
+def pool_points(features: torch.Tensor) -> torch.Tensor:
+    """The global embedding of point features: their max and mean over the points, ``(B, N, C) -> (B, 2C)``."""
+    return torch.cat([features.max(dim=1).values, features.mean(dim=1)], dim=-1)
+
+
 class PointwiseEncoder(nn.Module):
     """Per-point features from edge convolutions (see the module docstring).
 
@@ -89,13 +114,7 @@ class PointwiseEncoder(nn.Module):
 
     def graph(self, points: torch.Tensor) -> torch.Tensor:
         """The kNN graph: ``(B, N, 3) -> (B, N, k)`` indices (each point's own index first)."""
-        if points.ndim != 3 or points.shape[-1] != 3:
-            raise ValueError(f"points must be (B, N, 3) clouds, got shape {tuple(points.shape)}")
-        if points.shape[1] < self.config.k:
-            raise ConfigError(
-                f"clouds of {points.shape[1]} points have fewer than k={self.config.k} neighbours per point; "
-                "load more points (data.num_points) or lower backbone.k"
-            )
+        check_neighbourhood(points, self.config.k)
         with torch.no_grad():
             return knn(points.detach(), points.detach(), self.config.k)[1]
 
@@ -106,10 +125,7 @@ class PointwiseEncoder(nn.Module):
         for conv in self.convs:
             x = conv(x, idx)
             outs.append(x)
-        local = torch.cat(outs, dim=-1)  # (B, N, total)
-        glob = local.max(dim=1, keepdim=True).values.expand_as(local)
-        h = self.mix(torch.cat([local, glob], dim=-1).reshape(-1, 2 * local.shape[-1]))
-        return self.out(h).reshape(points.shape[0], points.shape[1], -1)
+        return mix_layers(outs, self.mix, self.out)
 
     def tokens(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every point is a token: ``(B, N, 3) -> (points (B, N, 3), features (B, N, width))``."""
@@ -117,8 +133,7 @@ class PointwiseEncoder(nn.Module):
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """The global embedding: ``(B, N, 3) -> (B, 2 * width)`` (max and mean of the point features)."""
-        f = self.point_features(points)
-        return torch.cat([f.max(dim=1).values, f.mean(dim=1)], dim=-1)
+        return pool_points(self.point_features(points))
 
 
 def build_pointwise(config: dict[str, Any]) -> PointwiseEncoder:
