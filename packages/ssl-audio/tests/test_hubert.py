@@ -12,7 +12,7 @@ from ssl_audio.info import AudioInfo
 from ssl_audio.methods.hubert import HuBERT, HuBERTConfig, cosine_logits, hubert_loss
 from ssl_audio.models.wav2vec2 import Wav2Vec2BackboneConfig, build_wav2vec2
 from ssl_audio.pretext.targets import KMeansTargets, mfcc_features, pool_frames
-from ssl_core.testing import fit_fixed_batch
+from ssl_core.testing import fit_fixed_batch, without_gradient
 
 INFO = AudioInfo(num_samples=8000)  # half-second clips keep the tests fast
 TINY = Wav2Vec2BackboneConfig(
@@ -95,7 +95,7 @@ def test_step_gradients_embed_and_fixed_batch_fit():
     assert method.targets.fitted, "the first batch fits the k-means centroids"
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
-    missing = [n for n, p in method.backbone.named_parameters() if p.grad is None]
+    missing = without_gradient(method.backbone, nonzero=False)
     assert not missing, f"no gradient: {missing}"
     method.eval()
     emb = method.embed(batch[:3])

@@ -23,7 +23,7 @@ from ssl_audio.models.spectrogram import (
     spec_backbone_spec,
 )
 from ssl_core.data import LabeledSplit
-from ssl_core.testing import fit_fixed_batch, pretext_batch, torch_threads
+from ssl_core.testing import fit_fixed_batch, pretext_batch, torch_threads, without_gradient
 
 INFO = AudioInfo()
 
@@ -87,7 +87,7 @@ def test_gradients_embed_and_fixed_batch_fit(name):
     out = method(batch)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
-    missing = [n for n, p in method.backbone.named_parameters() if p.requires_grad and p.grad is None]
+    missing = without_gradient(method.backbone, nonzero=False)
     assert not missing, f"no gradient reaches {missing}"
     method.eval()
     emb = method.embed(torch.stack(waves(5, seed=1)))

@@ -12,7 +12,7 @@ from ssl_audio.methods.common import contrastive_logits, contrastive_loss
 from ssl_audio.methods.w2v_bert import W2vBERT, W2vBERTConfig
 from ssl_audio.models.conformer import ConformerBackboneConfig, build_w2v_bert
 from ssl_core.losses import masked_cross_entropy
-from ssl_core.testing import begin_step, fit_fixed_batch
+from ssl_core.testing import begin_step, fit_fixed_batch, without_gradient
 
 INFO = AudioInfo(num_samples=8000)
 TINY = ConformerBackboneConfig(
@@ -107,7 +107,7 @@ def test_step_gradients_schedule_and_fixed_batch_fit():
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert {"loss_w", "loss_d", "loss_m", "perplexity"} <= out.logs.keys()
     out.loss.backward()
-    missing = [n for n, p in method.backbone.named_parameters() if p.grad is None]
+    missing = without_gradient(method.backbone, nonzero=False)
     assert not missing, f"no gradient: {missing}"
     assert method.quantizer.weight_proj.weight.grad is not None
     method.eval()

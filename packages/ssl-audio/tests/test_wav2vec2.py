@@ -13,7 +13,7 @@ from ssl_audio.methods.common import sample_negatives
 from ssl_audio.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config
 from ssl_audio.models.wav2vec2 import Wav2Vec2BackboneConfig, build_wav2vec2
 from ssl_core.masking import time_mask
-from ssl_core.testing import begin_step, fit_fixed_batch
+from ssl_core.testing import begin_step, fit_fixed_batch, without_gradient
 
 transformers = pytest.importorskip("transformers")
 from transformers.models.wav2vec2.modeling_wav2vec2 import (  # noqa: E402
@@ -125,7 +125,7 @@ def test_gradients_reach_the_backbone_and_loss_falls():
     out = method(batch)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
-    missing = [k for k, p in method.backbone.named_parameters() if p.grad is None or not p.grad.any()]
+    missing = without_gradient(method.backbone)
     assert not missing, missing
     method.eval()
     emb = method.embed(batch[:2])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.errors import ConfigError
-from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch
+from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch, without_gradient
 from ssl_pointcloud.geometry import normals_and_curvature
 from ssl_pointcloud.info import PointInfo
 from ssl_pointcloud.methods.common import random_group_mask
@@ -142,7 +142,7 @@ def test_gradients_reach_every_backbone_parameter():
     batch = pretext_batch(method, clouds(4))
     begin_step(method)
     method(batch).loss.backward()
-    missing = [n for n, p in method.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = without_gradient(method)
     assert not missing, missing
 
 

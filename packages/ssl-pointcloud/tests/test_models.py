@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ssl_core.errors import ConfigError
+from ssl_core.testing import without_gradient
 from ssl_pointcloud.info import PointInfo
 from ssl_pointcloud.models import (
     MiniPointNet,
@@ -167,7 +168,7 @@ def test_gradients_reach_every_parameter(name):
     net = backbones()[name]().train()
     pts = clouds(3, 128)
     (net(pts) * torch.randn(3, net.embed_dim)).sum().backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = without_gradient(net)
     assert not missing, f"no gradient for {missing}"
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ssl_core.errors import ConfigError
-from ssl_core.testing import fit_fixed_batch, pretext_batch
+from ssl_core.testing import fit_fixed_batch, pretext_batch, without_gradient
 from ssl_pointcloud.info import PointInfo
 from ssl_pointcloud.methods.common import MaskedGroupDecoder, num_masked_groups, random_group_mask, split_groups
 from ssl_pointcloud.methods.point_mae import PointMAE, PointMAEConfig
@@ -65,7 +65,7 @@ def test_gradients_reach_every_parameter_and_embed():
     torch.manual_seed(0)
     m = small_method().train()
     m(batch_of(m)).loss.backward()
-    missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = without_gradient(m)
     assert not missing, f"no gradient for {missing}"
     assert sum(1 for n, _ in m.named_parameters() if n.startswith("backbone.")) > 0
     m.eval()

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from ssl_core.errors import CheckpointError, DataError
+from ssl_core.testing import without_gradient
 from ssl_core.testing.fit import begin_step, fit_fixed_batch, pretext_batch
 from ssl_pointcloud.methods.registration import (
     Registration,
@@ -206,7 +207,7 @@ def test_gradients_reach_every_parameter():
     out = method(batch)
     assert torch.isfinite(out.loss)
     out.loss.backward()
-    missing = [n for n, p in method.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    missing = without_gradient(method)
     assert not missing, missing
     zero = [n for n, p in method.backbone.named_parameters() if p.grad.abs().sum() == 0]
     assert not zero, zero

@@ -2,7 +2,7 @@
 thread limit."""
 
 from ssl_core.testing.distributed import run_distributed
-from ssl_core.testing.fit import begin_step, fit_fixed_batch, pretext_batch
+from ssl_core.testing.fit import begin_step, fit_fixed_batch, pretext_batch, without_gradient
 from ssl_core.testing.threads import torch_threads
 from ssl_core.testing.toy import ToyConfig, ToyMethod, toy_dataset
 
@@ -15,4 +15,5 @@ __all__ = [
     "run_distributed",
     "toy_dataset",
     "torch_threads",
+    "without_gradient",
 ]

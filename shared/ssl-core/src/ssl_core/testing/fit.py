@@ -76,3 +76,15 @@ def fit_fixed_batch(
         method.after_optimizer_step(step, given)
         losses.append(loss.item())
     return losses
+
+
+def without_gradient(module: torch.nn.Module, nonzero: bool = True) -> list[str]:
+    """The names of ``module``'s trainable parameters that a backward pass left without a gradient: ``None``, or
+    (``nonzero=True``) all zeros or not finite. Tests assert that the list is empty (every parameter learns).
+    """
+    return [
+        name
+        for name, p in module.named_parameters()
+        if p.requires_grad
+        and (p.grad is None or (nonzero and not (bool(torch.isfinite(p.grad).all()) and bool(p.grad.any()))))
+    ]
