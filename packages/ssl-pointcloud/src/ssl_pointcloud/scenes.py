@@ -44,7 +44,6 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +52,7 @@ import torch
 from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.errors import ConfigError, DataError
 from ssl_core.io import atomic_write
+from ssl_pointcloud.data.config import cache_root
 from ssl_pointcloud.descriptors import d2_histogram
 from ssl_pointcloud.info import PointInfo
 
@@ -386,15 +386,6 @@ def generate_scenes(config: SceneConfig, split: str = "train") -> dict[str, np.n
         "images": np.stack([s.image for s in scenes]),
         "superpixels": np.stack([s.superpixels for s in scenes]).astype(np.int16),
     }
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where scenes (and SLidR's teachers) are cached: ``cache_dir``, else ``$XDG_CACHE_HOME/selfsup/pointcloud``
-    (``~/.cache/selfsup/pointcloud``)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "selfsup" / "pointcloud"
 
 
 def scene_arrays(

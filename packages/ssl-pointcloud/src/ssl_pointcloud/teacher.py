@@ -22,7 +22,8 @@ from torch import nn
 
 from ssl_core.errors import ConfigError
 from ssl_core.io import atomic_write
-from ssl_pointcloud.scenes import SceneConfig, cache_root, scene_arrays
+from ssl_pointcloud.data.config import cache_root
+from ssl_pointcloud.scenes import SceneConfig, scene_arrays
 
 TEACHER_VERSION = 2  # of the teacher's training recipe: part of its cache key
 

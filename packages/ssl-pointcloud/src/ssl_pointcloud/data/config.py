@@ -89,9 +89,9 @@ class PointDataConfig:
             raise ConfigError("data.fewshot_episodes must be 0 (off) or at least 2 (for the interval)")
 
 
-def cache_root(cache_dir: str | None) -> Path:
-    """Where generated and read clouds are written: ``cache_dir``, else ``$XDG_CACHE_HOME/selfsup/pointcloud``
-    (``~/.cache/selfsup/pointcloud``)."""
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where generated and read clouds, SLidR's scenes and its teachers are written: ``cache_dir``, else
+    ``$XDG_CACHE_HOME/selfsup/pointcloud`` (``~/.cache/selfsup/pointcloud``)."""
     if cache_dir:
         return Path(cache_dir).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

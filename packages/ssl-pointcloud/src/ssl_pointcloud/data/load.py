@@ -24,6 +24,7 @@ import torch
 
 from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.errors import DataError
+from ssl_core.eval.embed import embed_inputs
 from ssl_pointcloud.data.config import PointDataConfig, cache_root
 from ssl_pointcloud.data.folder import load_cgal, load_folder
 from ssl_pointcloud.data.shapes import load_shapes
@@ -32,18 +33,8 @@ from ssl_pointcloud.info import PointInfo
 
 SVM_C = 0.01
 FEWSHOT = {"n_way": 5, "k_shot": 10, "n_query": 20}
+EMBED_BATCH = 64  # clouds per forward pass of the extra columns
 CHECK = 8  # clouds embedded again to tell whether a row's cached embeddings are still those of its network
-
-
-def _embed(embed: Callable, inputs, device, count: int | None = None, batch_size: int = 64) -> torch.Tensor:
-    """``embed`` of the first ``count`` (default all) of ``inputs``, in batches."""
-    n = len(inputs) if count is None else min(count, len(inputs))
-    out = []
-    with torch.no_grad():
-        for lo in range(0, n, batch_size):
-            batch = torch.stack([torch.as_tensor(inputs[i]) for i in range(lo, min(lo + batch_size, n))])
-            out.append(embed(batch.to(device)).float().cpu())
-    return torch.cat(out)
 
 
 def svm_accuracy(
@@ -89,10 +80,10 @@ class PointProbes:
         """The row's ``(train, test)`` embeddings: those of the previous call when it was for the same row and
         ``embed`` still gives the same embeddings of the first ``CHECK`` training clouds (so a network trained
         since, under the same row name, is embedded again), else computed."""
-        check = _embed(embed, self.train.inputs, device, count=CHECK)
+        check = embed_inputs(embed, self.train.inputs[:CHECK], EMBED_BATCH, device)
         last = self._last
         if last is None or last[0] != row or last[1].shape != check.shape or not torch.allclose(last[1], check):
-            both = (_embed(embed, self.train.inputs, device), _embed(embed, self.test.inputs, device))
+            both = tuple(embed_inputs(embed, split.inputs, EMBED_BATCH, device) for split in (self.train, self.test))
             self._last = last = (row, check, both)
         return last[2]
 

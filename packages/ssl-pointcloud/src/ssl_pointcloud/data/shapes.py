@@ -36,6 +36,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ssl_core.errors import ConfigError
 
@@ -123,19 +124,16 @@ def canonical_mesh(name: str):
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A rotation matrix drawn uniformly from SO(3) (a normalised Gaussian quaternion).
+    """A rotation matrix drawn uniformly from SO(3): a normalised Gaussian quaternion drawn from ``rng``
+    (:func:`ssl_pointcloud.transforms.quaternion_to_matrix`).
 
     Shapes:
         - output: ``(3, 3)``, orthonormal with determinant +1
     """
-    w, x, y, z = (q := rng.standard_normal(4)) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    from ssl_pointcloud.transforms.augment import quaternion_to_matrix
+
+    q = rng.standard_normal(4)
+    return quaternion_to_matrix(torch.from_numpy(q / np.linalg.norm(q))).numpy()
 
 
 def rotation_about_z(rng: np.random.Generator) -> np.ndarray:
