@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # English-French lexicon of ssl-text's code-switching.
 # espeak-ng: speaks ssl-audio's default keywords; klettres-data: spoken letters (ssl-audio's klettres data);
 # sonic-pi-samples: instrument sounds (ssl-audio's few-shot probe).
+# mricron-data: the Colin27 T1 scan and the AAL atlas (ssl-medical's default volumes and region probe);
+# invesalius-examples: a head CT (ssl-medical's CT data).
 APT_PACKAGES=(libusb-1.0-0 dataset-fashion-mnist fortunes fortunes-min wordnet-base hmmer-examples dict-freedict-eng-fra
-    espeak-ng klettres-data sonic-pi-samples)
+    espeak-ng klettres-data sonic-pi-samples mricron-data invesalius-examples)
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -1,0 +1,1 @@
+"""The pretraining methods, one file each; shared parts live in ``methods/common.py``."""
