@@ -159,6 +159,25 @@ def test_networks_needing_larger_inputs_get_large_patches():
     assert set(sizes) == {24}
 
 
+def test_attention_networks_get_the_short_fine_tuning():
+    cfg = FewShotSegConfig(shots=2, test_per_class=1, patch=16, steps=6, batch_size=2, large_steps=3)
+    batches = []
+
+    class Oracle(_Oracle):
+        def forward(self, x):
+            if self.training:
+                batches.append((x.shape[0], x.shape[-1]))
+            return super().forward(x)
+
+    heavy = SimpleNamespace(segmenter=lambda n: Oracle(), heavy_finetune=True)
+    fewshot_dice_probe(_volume(), None, cfg)("trained", None, "cpu", heavy)
+    assert batches == [(1, 16)] * 3
+    batches.clear()
+    light = SimpleNamespace(segmenter=lambda n: Oracle())
+    fewshot_dice_probe(_volume(), None, cfg)("trained", None, "cpu", light)
+    assert batches == [(2, 16)] * 6
+
+
 def test_aal_structures():
     from ssl_medical.data.atlas import load_atlas
 
@@ -171,5 +190,5 @@ def test_aal_structures():
     for lid in range(1, 109, 2):  # left and right twins share a structure
         assert structure_of(atlas.names[lid]) == structure_of(atlas.names[lid + 1])
     t = atlas_task(atlas.image, classes, FewShotSegConfig())
-    assert t.train_x.shape == (7, 1, 32, 32, 32) and t.test_x.shape == (14, 1, 32, 32, 32) and t.num_classes == 8
+    assert t.train_x.shape == (14, 1, 64, 64, 64) and t.test_x.shape == (14, 1, 64, 64, 64) and t.num_classes == 8
     assert set(t.test_y.unique().tolist()) == set(range(8))

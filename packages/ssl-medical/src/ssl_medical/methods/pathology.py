@@ -1,8 +1,10 @@
 """MoCo v2 on pathology tiles with HED stain augmentation (seed paper 13: self-supervised learning for
 histopathology with domain-specific augmentations; stain jitter of Tellez et al., 2018/2019).
 
-The method is ssl-vision's :class:`~ssl_vision.methods.moco_v2.MoCoV2`, reused as it is (query encoder, momentum
-key encoder, queue of negative keys, InfoNCE; its ResNet backbone and projection head); what this module adds
+The method is MoCo v2 as ssl-vision's :class:`~ssl_vision.methods.moco_v2.MoCoV2` builds it from the same parts
+(query encoder, momentum key encoder ``ssl_core.teacher.EMATeacher``, queue of negative keys
+``ssl_core.teacher.FeatureQueue``, ``ssl_core.losses.info_nce``; ssl-vision's ResNet and projection head; no
+method module imports another, so the few lines that put them together are written here); what this module adds
 is the pathology view: every view of a tile gets its own stain jitter in HED space
 (:class:`~ssl_medical.transforms.stain.HEDJitter`), then ssl-vision's view augmentations (random resized crop,
 horizontal flip, colour jitter without hue, grayscale, as ``method.views`` sets them), then a random rotation
@@ -20,17 +22,20 @@ views are scaled to ``[0, 1]`` with mean 0 and standard deviation 1, so :meth:`e
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from ssl_core.errors import ConfigError
-from ssl_core.method import BackboneSpec
+from ssl_core.losses import info_nce
+from ssl_core.method import BackboneSpec, Method, MethodOutput
+from ssl_core.teacher import EMATeacher, FeatureQueue
 from ssl_medical.info import TileInfo
 from ssl_medical.transforms.stain import HEDJitter
 from ssl_vision.data.images import ImageInfo
-from ssl_vision.methods.moco_v2 import MoCoV2, MoCoV2Config
+from ssl_vision.methods.common import build_backbone
+from ssl_vision.models.heads import projection_mlp
 from ssl_vision.models.resnet import ResNetConfig
 from ssl_vision.transforms.views import View, ViewConfig
 
@@ -55,11 +60,17 @@ def tile_views() -> ViewConfig:
 
 
 @dataclass
-class PathologyMoCoConfig(MoCoV2Config):
-    """MoCo v2 on tiles with HED stain jitter (``--set method.<name>=<value>``); the fields of
-    :class:`~ssl_vision.methods.moco_v2.MoCoV2Config` plus:
+class PathologyMoCoConfig:
+    """MoCo v2 on tiles with HED stain jitter (``--set method.<name>=<value>``).
 
     Args:
+        backbone: ssl-vision's ResNet (:func:`tile_resnet`).
+        proj_hidden_dim: hidden width of MoCo v2's MLP head.
+        proj_dim: key / query size.
+        temperature: InfoNCE temperature (0.2, MoCo v2's).
+        queue_size: negative keys.
+        views: ssl-vision's view augmentations (:func:`tile_views`).
+        gather_distributed: queue the keys of every process.
         stain_sigma: HED jitter scale half-width, ``alpha ~ U(1 - sigma, 1 + sigma)`` per stain and view
             (0 with ``stain_bias=0``: no stain jitter).
         stain_bias: HED jitter shift half-width, ``beta ~ U(-bias, bias)`` (scikit-image's stain units).
@@ -69,8 +80,12 @@ class PathologyMoCoConfig(MoCoV2Config):
     """
 
     backbone: ResNetConfig = field(default_factory=tile_resnet)
+    proj_hidden_dim: int = 512
+    proj_dim: int = 128
+    temperature: float = 0.2
     queue_size: int = 1024
     views: ViewConfig = field(default_factory=tile_views)
+    gather_distributed: bool = True
     stain_sigma: float = 0.05
     stain_bias: float = 0.01
     rot90: bool = True
@@ -131,8 +146,8 @@ class StainViews:
         return tuple(out)
 
 
-class PathologyMoCo(MoCoV2):
-    """MoCo v2 (ssl-vision's) on pathology tiles, with :class:`StainViews` as its pretext.
+class PathologyMoCo(Method):
+    """MoCo v2 on pathology tiles, with :class:`StainViews` as its pretext.
 
     Shapes:
         - batch: ``(x_query, x_key)``, two ``(B, 3, S, S)`` views in ``[0, 1]``
@@ -145,22 +160,41 @@ class PathologyMoCo(MoCoV2):
                 f"the pathology method trains on tiles (TileInfo), got {type(info).__name__}: use "
                 "--data pathology or a folder of PNG/JPG/TIFF tiles"
             )
-        if config.vit is not None:
-            raise ConfigError("the pathology method builds a ResNet tile backbone; method.vit is not supported")
         if not (0 <= config.stain_sigma < 1 and config.stain_bias >= 0):
             raise ConfigError(
                 f"method.stain_sigma must lie in [0, 1) and method.stain_bias be >= 0, got {config.stain_sigma}, "
                 f"{config.stain_bias}"
             )
         config = dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, in_channels=3))
-        super().__init__(config, image_info(info))
-        self.tile_info = info
+        super().__init__()
+        self.config, self.info, self.tile_info = config, image_info(info), info
+        self.backbone = build_backbone(config.backbone, self.info, None)
+        self.projector = projection_mlp(  # MoCo v2's head: fc -> ReLU -> fc, no BatchNorm
+            self.backbone.embed_dim, config.proj_hidden_dim, config.proj_dim, batch_norm=False
+        )
+        self.key_encoder = EMATeacher({"backbone": self.backbone, "projector": self.projector})
+        self.queue = FeatureQueue(config.queue_size, config.proj_dim)
 
     def pretext(self) -> StainViews:
         c = self.config
         jitter = HEDJitter(c.stain_sigma, c.stain_bias) if (c.stain_sigma or c.stain_bias) else None
         view = View(c.views, self.info)
         return StainViews([view, view], jitter, c.rot90)
+
+    def forward(self, batch: tuple[torch.Tensor, torch.Tensor]) -> MethodOutput:
+        """InfoNCE of the queries against their keys and the queue; the keys are queued after use."""
+        x_q, x_k = batch
+        q = self.projector(self.backbone(x_q))
+        with torch.no_grad():
+            k = self.key_encoder.module["projector"](self.key_encoder.module["backbone"](x_k))
+        negatives = self.queue.features.to(q.dtype) if len(self.queue) else None  # none before the first keys
+        loss = info_nce(q, k, negatives, temperature=self.config.temperature)
+        self.queue.enqueue(k, gather_distributed=self.config.gather_distributed)
+        return MethodOutput(loss, {})
+
+    def after_optimizer_step(self, step: int, values: Mapping[str, float]) -> None:
+        """The momentum update of the key encoder (the trainer's ``train.ema_momentum`` schedule)."""
+        self.key_encoder.update({"backbone": self.backbone, "projector": self.projector}, values["ema_momentum"])
 
     def backbone_spec(self) -> BackboneSpec:
         return BackboneSpec(

@@ -320,6 +320,10 @@ class CSwinUNet(nn.Module):
         h = self.final_fuse(torch.cat([self.final_up(h), self.stem(x)], dim=1))
         return self.head(h)
 
+    #: fine-tuning the segmenter is costly on a CPU (stripe attention): the few-shot segmentation probe gives it
+    #: fewer, smaller steps (see :mod:`ssl_medical.probes.segmentation`)
+    heavy_finetune = True
+
     def segmenter(self, num_classes: int) -> CSwinSegmenter:
         """A new network for dense fine-tuning: a copy of this one (encoder and decoder weights) with a new head of
         ``num_classes`` outputs, every parameter trainable."""

@@ -259,6 +259,12 @@ class MonaiBackbone(nn.Module):
                     blk.norm_cross_attn.requires_grad_(False)
 
     @property
+    def heavy_finetune(self) -> bool:
+        """Whether fine-tuning :meth:`segmenter`'s network is costly on a CPU (SwinUNETR's window attention: the
+        few-shot segmentation probe gives it fewer, smaller steps)."""
+        return self.monai_class == "SwinUNETR"
+
+    @property
     def min_segment_size(self) -> int:
         """The smallest cubic input side :meth:`segmenter`'s network trains on: SwinUNETR 64 (its instance norm
         refuses the 1^3 bottleneck of 32^3), UNet twice the product of its strides (a 2^3 bottom: 16 by default)."""

@@ -9,18 +9,22 @@ The task, on the Colin27 MRI (``ch2``) with the AAL labels (:mod:`ssl_medical.da
   cingulum, hippocampus, parahippocampal, amygdala), occipital (calcarine, cuneus, lingual, occipital), temporal
   (fusiform, Heschl, temporal), parietal (postcentral, parietal, supramarginal, angular, precuneus), deep grey
   (caudate, putamen, pallidum, thalamus), cerebellum (cerebellum and vermis);
-- training data: ``shots`` patches per structure (default 1: 7 patches of 32^3), each centred on a random voxel of
-  that structure far enough left that the whole patch lies in the left hemisphere (voxel ``x <= 73``);
+- training data: ``shots`` patches per structure (default 2: 14 patches of 64^3), each centred on a random voxel of
+  that structure, the whole patch in the left hemisphere (low indices of axis 0);
 - test data: ``test_per_class`` patches per structure (default 2: 14 patches) centred likewise in the right
-  hemisphere (``x >= 107``), never seen in training; every patch holds the other structures around it too;
+  hemisphere, never seen in training; every patch holds the other structures around it too (64^3 gives the
+  context that tells e.g. frontal from parietal cortex: with 32^3 patches and one shot every network, pretrained
+  or not, scored a Dice of 0.10-0.13 and the differences moved with the fine-tuning settings);
 - fine-tuning: ``backbone.segmenter(8)`` (a new network with the backbone's weights, see
   :meth:`~ssl_medical.models.monai_nets.MonaiBackbone.segmenter`), every weight trained for ``steps`` AdamW steps
   of ``batch_size`` random training patches with MONAI's ``DiceCELoss`` (softmax, one-hot labels);
 - score: MONAI's ``DiceMetric`` of the argmax prediction on all test voxels together (one Dice per class over the
   14 patches), averaged over the 7 foreground classes.
 
-Networks that need larger inputs (``backbone.min_segment_size``: SwinUNETR's 64) get ``large_patch``^3 patches
-and ``large_steps`` steps of batch 1 instead (four times the voxels of a 32^3 batch of 2 per step).
+Attention networks (``backbone.heavy_finetune``: SwinUNETR, the CSwin UNet; about 1.4 s per 64^3 step of batch 2
+on 2 cores against 0.1 s for the UNet) get ``large_steps`` steps of batch 1 instead, and networks that need larger
+inputs than ``patch`` (``backbone.min_segment_size``) ``large_patch``^3 patches, so that each row stays within
+about 30 s on 2 cores. Each row is compared with its own untrained network, fine-tuned the same way.
 
 Everything is drawn from ``seed`` (``numpy.random.default_rng`` for the patches and the batches, a forked torch
 generator for the new head's initialisation), so a row scores the same on every run on the same machine.
@@ -85,8 +89,8 @@ def structure_map(labels: np.ndarray, names: dict[int, str]) -> np.ndarray:
 class FewShotSegConfig:
     """Settings of the few-shot segmentation probe.
 
-    Measured per row on the 2 shared cores: the default UNet 4.5 s (load average 2), 13 s (3.6), 230 s (9, seven
-    processes); SwinUNETR ``feature_size=12`` (64^3, 25 steps) 18 s (load average 2).
+    Measured per row on 2 quiet cores: the default UNet about 26 s (64^3, 150 steps); with the former 32^3 / one
+    shot / 100 steps 4.5 s; SwinUNETR ``feature_size=12`` (64^3, 25 steps of batch 1) 18 s.
 
     Args:
         shots: training patches per structure (left hemisphere).
@@ -97,14 +101,14 @@ class FewShotSegConfig:
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         large_patch: patch side for networks whose ``min_segment_size`` exceeds ``patch`` (SwinUNETR: 64).
-        large_steps: steps (batch 1) for those.
+        large_steps: steps (batch 1) for those and for attention networks (``heavy_finetune``).
         seed: draws the patches, the batches and the new head's weights.
     """
 
-    shots: int = 1
+    shots: int = 2
     test_per_class: int = 2
-    patch: int = 32
-    steps: int = 100
+    patch: int = 64
+    steps: int = 150
     batch_size: int = 2
     lr: float = 3e-3
     weight_decay: float = 1e-2
@@ -270,7 +274,9 @@ def fewshot_dice_probe(
         if backbone is None or not callable(make):
             return None
         large = int(getattr(backbone, "min_segment_size", cfg.patch)) > cfg.patch
-        size, steps, batch = (cfg.large_patch, cfg.large_steps, 1) if large else (cfg.patch, cfg.steps, cfg.batch_size)
+        heavy = large or bool(getattr(backbone, "heavy_finetune", False))
+        size = cfg.large_patch if large else cfg.patch
+        steps, batch = (cfg.large_steps, 1) if heavy else (cfg.steps, cfg.batch_size)
         t = task(size)
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
