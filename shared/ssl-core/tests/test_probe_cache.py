@@ -1,11 +1,14 @@
 """The probe cache: a row whose embeddings equal an earlier row's gets its scores without refitting."""
 
+from pathlib import Path
+
 import torch
 
 from ssl_core.data import DataBundle, LabeledSplit
 from ssl_core.eval import ProbeConfig, probe_table
 from ssl_core.eval import embed as embed_module
 from ssl_core.eval.cache import ProbeCache, cache_root, probe_key
+from ssl_core.io import modality_cache
 
 
 def _bundle(n=200, d=6, seed=0):
@@ -67,6 +70,8 @@ def test_cache_location_and_damaged_entries(monkeypatch, tmp_path):
     monkeypatch.delenv("SELFSUP_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert cache_root() == tmp_path / "x" / "selfsup"
+    assert modality_cache("audio") == tmp_path / "x" / "selfsup" / "audio"
+    assert modality_cache("audio", "~/mine") == Path("~/mine").expanduser()
     cache = ProbeCache(tmp_path / "p")
     assert cache.get("k") is None
     cache.put("k", {"knn_top1": 0.5})

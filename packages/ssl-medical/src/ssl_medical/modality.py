@@ -27,6 +27,9 @@ def _train(epochs: float, batch_size: int, lr: float, max_minutes: float = 3.0, 
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_minutes=max_minutes, log_every=5, **kw)
 
 
+# swin_pretext and cswin_multitask train with the same settings and 1.5-minute cap: the comparison at equal budget
+_SWIN_BUDGET = _train(epochs=10, batch_size=4, lr=4e-4, max_minutes=1.5, weight_decay=1e-5, warmup_epochs=0.02)
+
 modality = Modality(
     name="medical",
     summary="3-D MRI / CT volumes on MONAI (Colin27 MRI + AAL atlas by default; head CT; NIfTI / DICOM folders), "
@@ -63,8 +66,7 @@ modality = Modality(
             "(method.weighting=uncertainty|mgda)",
             paper="Tang, Yang, Li, Roth, Landman, Xu, Nath, Hatamizadeh (2022), Self-Supervised Pre-Training of Swin "
             "Transformers for 3D Medical Image Analysis",
-            # the same 1.5-minute cap as cswin_multitask, for the comparison at equal budget
-            train=_train(epochs=10, batch_size=4, lr=4e-4, max_minutes=1.5, weight_decay=1e-5, warmup_epochs=0.02),
+            train=_SWIN_BUDGET,
         ),
         Recipe(
             name="cswin_multitask",
@@ -75,7 +77,7 @@ modality = Modality(
             paper="Li, Wynne, Wang, Qiu, Roper, Pan, Jani, Liu, Patel, Mao, Yang (2023), Cross-Shaped Windows "
             "Transformer with Self-supervised Pretraining for Clinically Significant Prostate Cancer Detection in "
             "Bi-parametric MRI",
-            train=_train(epochs=10, batch_size=4, lr=4e-4, max_minutes=1.5, weight_decay=1e-5, warmup_epochs=0.02),
+            train=_SWIN_BUDGET,
         ),
         Recipe(
             name="vit_autoenc",

@@ -15,6 +15,24 @@ from pathlib import Path
 TMP_PREFIX = ".tmp-"
 
 
+CACHE_ENV = "SELFSUP_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """Where selfsup keeps what it may recompute: ``$SELFSUP_CACHE_DIR``, else ``$XDG_CACHE_HOME/selfsup``,
+    else ``~/.cache/selfsup``."""
+    if root := os.environ.get(CACHE_ENV):
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "selfsup"
+
+
+def modality_cache(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where a modality package caches generated and derived data: ``cache_dir`` when given (a user's
+    ``data.cache_dir``), else ``cache_root() / name`` (e.g. ``~/.cache/selfsup/audio``)."""
+    return Path(cache_dir).expanduser() if cache_dir else cache_root() / name
+
+
 def temporary_name(path: Path) -> Path:
     """The hidden temporary that :func:`atomic_write` writes before renaming it to ``path``.
 

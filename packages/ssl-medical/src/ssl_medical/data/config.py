@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ssl_core.io import modality_cache
 
 DATASETS = {
     "mri": "default: the Colin27 T1 MRI (Debian mricron-data, 181x217x181, 1 mm) to pretrain on random patches; the "
@@ -17,12 +18,6 @@ DATASETS = {
     "offline)",
     "path": "--data PATH: NIfTI files or DICOM series folders (volumes), or a folder of PNG/JPG/TIFF tiles",
 }
-
-
-def cache_root() -> Path:
-    """Where ssl-medical caches derived data: ``$XDG_CACHE_HOME/selfsup/medical`` (``~/.cache/selfsup/medical``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "selfsup" / "medical"
 
 
 @dataclass
@@ -53,6 +48,8 @@ class MedicalDataConfig:
         probe_variants: stain / rotation / shift variants of each source tile in each probe split.
         probe_stain: HED jitter ``(sigma, bias)`` of the probe variants (see ``ssl_medical.data.tiles``).
         probe_shift: largest shift in pixels of a probe variant from its source tile's position.
+        cache_dir: where derived data (e.g. the resampled CT) is cached (default ``~/.cache/selfsup/medical``,
+            :func:`ssl_core.io.modality_cache`).
         seed: seeds patch sampling and the probe splits.
     """
 
@@ -87,4 +84,4 @@ class MedicalDataConfig:
 
     def cache(self) -> Path:
         """The cache folder of this configuration."""
-        return Path(self.cache_dir) if self.cache_dir else cache_root()
+        return modality_cache("medical", self.cache_dir)

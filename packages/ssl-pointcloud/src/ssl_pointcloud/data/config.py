@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_core.errors import ConfigError
+from ssl_core.io import modality_cache
 
 DATASETS = {
     "shapes": "generated shapes (default): 12 deformed open3d primitives (box, sphere, cylinder, cone, pyramid, torus, "
@@ -91,8 +92,5 @@ class PointDataConfig:
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where generated and read clouds, SLidR's scenes and its teachers are written: ``cache_dir``, else
-    ``$XDG_CACHE_HOME/selfsup/pointcloud`` (``~/.cache/selfsup/pointcloud``)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "selfsup" / "pointcloud"
+    ``~/.cache/selfsup/pointcloud`` (:func:`ssl_core.io.modality_cache`)."""
+    return modality_cache("pointcloud", cache_dir)

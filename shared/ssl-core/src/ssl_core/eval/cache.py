@@ -32,18 +32,7 @@ import torch
 from torch import nn
 
 from ssl_core.eval import crossval, knn, linear
-from ssl_core.io import atomic_write
-
-CACHE_ENV = "SELFSUP_CACHE_DIR"
-
-
-def cache_root() -> Path:
-    """Where selfsup keeps what it may recompute: ``$SELFSUP_CACHE_DIR``, else ``$XDG_CACHE_HOME/selfsup``,
-    else ``~/.cache/selfsup``."""
-    if root := os.environ.get(CACHE_ENV):
-        return Path(root).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "selfsup"
+from ssl_core.io import atomic_write, cache_root
 
 
 def _probe_code() -> bytes:
