@@ -33,7 +33,7 @@ Where we differ from the tutorial's code (the objective is the same):
   so ``W`` ranks compute exactly the loss and gradients of one process on the global batch. The tutorial's
   multi-GPU script contrasts within each GPU's batch only;
 - the ``norm_cross_attn`` LayerNorms MONAI builds in every ``TransformerBlock`` but never uses are frozen
-  (:func:`freeze_unused_cross_attention_norms`), so DDP sees no parameter without a gradient.
+  (by :class:`~ssl_medical.models.monai_nets.MonaiBackbone`), so DDP sees no parameter without a gradient.
 
 Randomness: one seed per sample from torch's global generator (see :class:`CorruptedViews`).
 """
@@ -261,21 +261,6 @@ def recon_contrastive_loss(
     return {"loss": l1 + weight * cl, "l1": l1.detach(), "contrastive": cl.detach()}
 
 
-def freeze_unused_cross_attention_norms(net: torch.nn.Module) -> list[str]:
-    """Stop the gradient of the ``norm_cross_attn`` LayerNorms that MONAI's ``TransformerBlock`` builds even when
-    it has no cross-attention (``with_cross_attention=False``, as in ``ViTAutoEnc``): they are never used, so they
-    would get no gradient and DDP (``find_unused_parameters=False``) would stop with an error. They stay in the
-    state dict, so MONAI loads the export unchanged. Returns the frozen parameters' names.
-    """
-    frozen = []
-    for name, module in net.named_modules():
-        if getattr(module, "with_cross_attention", True) is False and hasattr(module, "norm_cross_attn"):
-            for pname, p in module.norm_cross_attn.named_parameters():
-                p.requires_grad_(False)
-                frozen.append(f"{name}.norm_cross_attn.{pname}")
-    return frozen
-
-
 class ViTAutoEncSSL(Method):
     """MONAI's ViTAutoEnc self-supervised recipe: reconstruct each corrupted view, contrast the reconstructions.
 
@@ -311,7 +296,6 @@ class ViTAutoEncSSL(Method):
                 deconv_chns=config.deconv_chns,
             ),
         )
-        freeze_unused_cross_attention_norms(self.backbone.net)
 
     def pretext(self) -> CorruptedViews:
         """Two corrupted views and the target per patch (:class:`CorruptedViews`), corruption sizes scaled from
