@@ -134,3 +134,19 @@ def test_a_class_of_two_images_keeps_one_for_training(tmp_path):
     make_folder(tmp_path, per_class=2)
     b = load_data(VisionDataConfig(path=str(tmp_path), image_size=16, test_fraction=0.8))
     assert sorted(b.probe_train.labels.tolist()) == sorted(b.probe_test.labels.tolist()) == [0, 1]
+
+
+def test_train_labels_pair_each_pretraining_image_with_its_label(tmp_path):
+    make_folder(tmp_path / "labelled")
+    b = load_data(VisionDataConfig(path=str(tmp_path / "labelled"), image_size=16, train_labels=True))
+    item = b.train[0]
+    assert set(item) == {"image", "label"} and item["image"].shape == (3, 16, 16)
+    assert [int(b.train[i]["label"]) for i in range(len(b.train))] == b.probe_train.labels.tolist()
+    b = load_data(VisionDataConfig(name="digits", train_labels=True))
+    assert (
+        torch.equal(b.train[5]["image"], b.probe_train.inputs.base[5])
+        and b.train[5]["label"] == b.probe_train.labels[5]
+    )
+    make_folder(tmp_path / "plain", classes=("only",))
+    with pytest.raises(DataError, match="trains on labels"):
+        load_data(VisionDataConfig(path=str(tmp_path / "plain" / "only"), train_labels=True))

@@ -59,3 +59,9 @@ def test_the_legend_names_the_classes_of_the_split(tmp_path, monkeypatch):
     assert legends == [["cat", "dog", "bird"], ["0", "1", "2"]]
     with pytest.raises(ValueError, match="only 2 class names"):
         LabeledSplit(list(x), y, ("cat", "dog"))
+
+
+def test_tsne_of_a_collapsed_representation_is_one_point():
+    # scikit-learn's Barnes-Hut t-SNE crashed the process (segmentation fault) on identical rows
+    pts = tsne_2d(torch.ones(10, 4), seed=0, max_iter=250)
+    assert pts.shape == (10, 2) and (pts == 0).all()

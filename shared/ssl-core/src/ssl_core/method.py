@@ -105,6 +105,24 @@ class Method(nn.Module):
         """Embeddings used by the probes and by export: the backbone's output, ``(B, embed_dim)``."""
         return self.backbone(x)
 
+    @torch.no_grad()
+    def head_scores(self, bundle: Any, device: torch.device) -> Mapping[str, float]:
+        """Scores of the method's own heads on the probe data, added as columns to its row of the probe table.
+
+        For recipes whose objective trains a predictor the frozen-feature probes do not see: a supervised
+        recipe's classifier (SLA's aggregated top-1), a segmentation decoder (its target-domain mIoU). The
+        run calls it on the pretrained method and on the untrained one (the ``random_init`` row), in eval
+        mode. Default: none.
+
+        Args:
+            bundle: the run's :class:`~ssl_core.data.DataBundle`.
+            device: where to compute.
+
+        Returns:
+            ``column -> score`` (fractions, like the probes' accuracies).
+        """
+        return {}
+
     def schedules(self, total_steps: int, steps_per_epoch: int) -> Mapping[str, np.ndarray]:
         """Per-iteration schedules the method needs beyond lr / weight decay / EMA momentum.
 

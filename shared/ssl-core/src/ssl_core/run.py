@@ -234,6 +234,9 @@ def _probe(
         embeddings: dict = {}
         backbones = {"pretrained": method.backbone, "random_init": untrained.backbone}
         table = probe_table(bundle, embedders, cfg.probe, device, embeddings, backbones, {"random_init": untrained})
+        for row, m in (("pretrained", method), ("random_init", untrained)):
+            with record_function(f"probe/heads {row}"):
+                table[row].update({k: round(float(v), 4) for k, v in m.head_scores(bundle, device).items()})
         if len(bundle.probe_test.labels) >= 3:  # t-SNE of the pretrained test embeddings, a few seconds
             out = run_dir / "plots" / EMBEDDINGS_PLOT
             with record_function("probe/tsne"):

@@ -58,6 +58,8 @@ class VisionDataConfig:
         test_fraction: share of each class held out as the probe test set when the data has no test split
             (:func:`ssl_core.data.stratified_split`: a class of at least 2 images keeps one on each side).
         max_train: use at most this many pretraining images (``None``: all); for smoke runs.
+        train_labels: pretraining items carry their labels, ``{"image": (C, H, W) uint8, "label": int}``
+            instead of the image alone: for recipes that train on labels as well (SLA, the multi-task recipe).
         seed: seeds the held-out split and ``max_train`` subset.
     """
 
@@ -67,6 +69,7 @@ class VisionDataConfig:
     channels: int | None = None
     test_fraction: float = 0.2
     max_train: int | None = None
+    train_labels: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,6 +116,22 @@ class ImageTensors(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return self.images[i]
+
+
+class LabeledImages(Dataset):
+    """Images (a uint8 tensor ``(N, C, H, W)`` or a data set of them) with their labels; item ``i`` is
+    ``{"image": (C, H, W) uint8, "label": int64}``."""
+
+    def __init__(self, images: torch.Tensor | Dataset, labels: torch.Tensor) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[i], "label": self.labels[i]}
 
 
 class ImageFiles(Dataset):
@@ -201,9 +220,9 @@ def _bundle(
         channels=x_train.shape[1], image_size=x_train.shape[-1], mean=mean, std=std, num_classes=num_classes
     )
     return DataBundle(
-        train=train,
+        train=LabeledImages(x_train, y_train) if cfg.train_labels else train,
         info=info,
-        description=description,
+        description=description + (", pretraining on images and labels" if cfg.train_labels else ""),
         probe_train=LabeledSplit(Normalized(train, mean, std), y_train, class_names),
         probe_test=LabeledSplit(Normalized(ImageTensors(x_test), mean, std), y_test, class_names),
     )
@@ -226,8 +245,17 @@ def _from_arrays(
     return _bundle(x_tr, y_tr, x_te, y_te, cfg, desc, num_classes, class_names)
 
 
+def _refuse_train_labels(cfg: VisionDataConfig, source: str) -> None:
+    if cfg.train_labels:
+        raise DataError(
+            f"this recipe trains on labels (data.train_labels=true), but {source} has none: give a folder with "
+            "class subfolders, IDX files with labels, or a .npy folder with labels.npy"
+        )
+
+
 def _unlabelled_arrays(x: torch.Tensor, cfg: VisionDataConfig, source: str) -> DataBundle:
     """Pretraining images without labels (the probes are skipped)."""
+    _refuse_train_labels(cfg, source)
     x = _as_nchw(x, cfg.channels, cfg.image_size)
     if cfg.max_train is not None:
         x = x[: cfg.max_train]
@@ -284,6 +312,7 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
     top = [p.relative_to(root).parts for p in files]
     labelled = all(len(parts) > 1 for parts in top) and len({parts[0] for parts in top}) > 1
     if not labelled:
+        _refuse_train_labels(cfg, str(root))
         images = ImageFiles(files, size, channels)
         if cfg.max_train is not None:
             images.paths = images.paths[: cfg.max_train]
@@ -308,7 +337,7 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
         f"{len(train):,} for pretraining and the probes' training set, {len(test):,} held out for testing"
     )
     return DataBundle(
-        train=train,
+        train=LabeledImages(train, labels[tr]) if cfg.train_labels else train,
         info=info,
         description=desc,
         probe_train=LabeledSplit(Normalized(train, mean, std), labels[tr], tuple(classes)),

@@ -29,7 +29,7 @@ def tsne_2d(embeddings: torch.Tensor, seed: int = 0, perplexity: float = 30.0, m
 
     Shapes:
         - embeddings: ``(N, D)`` with ``N >= 3``
-        - output: ``(N, 2)``
+        - output: ``(N, 2)``; all zeros when every embedding is the same (a collapsed representation)
     """
     from sklearn.manifold import TSNE
 
@@ -37,6 +37,10 @@ def tsne_2d(embeddings: torch.Tensor, seed: int = 0, perplexity: float = 30.0, m
     if n < 3:
         raise ValueError(f"t-SNE needs at least 3 samples, got {n}")
     x = torch.nn.functional.normalize(embeddings.float(), dim=1).numpy()
+    if float(np.ptp(x, axis=0).max()) < 1e-6:
+        # a collapsed representation (every sample embedded alike) is one point; scikit-learn's Barnes-Hut
+        # t-SNE crashes the process on identical rows instead of raising
+        return np.zeros((n, 2), dtype=np.float32)
     tsne = TSNE(2, perplexity=min(perplexity, (n - 1) / 3), init="pca", random_state=seed, max_iter=max_iter)
     return tsne.fit_transform(x)
 
