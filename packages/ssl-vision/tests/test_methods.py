@@ -228,15 +228,15 @@ def test_mae_encoder_sees_only_visible_patches_and_decoder_unshuffles():
     latent = m.forward_encoder(batch["image"], batch["ids_keep"])
     assert lengths == [1 + 4]  # class token + the 4 visible patches
     # un-shuffle reference: decoder token l is the encoded visible token whose ids_keep is l, else the mask token
-    x = m.decoder_embed(latent)
-    ref = m.mask_token.expand(8, 16, -1).clone()
+    x = m.decoder.embed(latent)
+    ref = m.decoder.mask_token.expand(8, 16, -1).clone()
     for b in range(8):
         for j, pos in enumerate(batch["ids_keep"][b].tolist()):
             ref[b, pos] = x[b, 1 + j]
     seen = []
-    m.decoder_blocks[0].register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
+    m.decoder.blocks[0].register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
     m.forward_decoder(latent, batch["ids_restore"])
-    torch.testing.assert_close(seen[0][:, 1:], ref + m.decoder_pos_embed[:, 1:])
+    torch.testing.assert_close(seen[0][:, 1:], ref + m.decoder.pos_embed[:, 1:])
     # the loss: MSE on the masked patches only, each target patch normalised (naive reference)
     pred = m.forward_decoder(latent, batch["ids_restore"])
     target = patchify(batch["image"], 4)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from ssl_core.losses import masked_mse
 from ssl_core.method import BackboneSpec, Method, MethodOutput
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.common import backbone_spec, build_vit_for
-from ssl_vision.models.vit import ViTConfig, patchify, sincos_pos_embed_2d
+from ssl_vision.models.decoder import MaskedDecoder
+from ssl_vision.models.vit import ViTConfig, patchify
 from ssl_vision.pretext.masked import MaskedView
 from ssl_vision.transforms.views import View, ViewConfig, mae_view
 
@@ -62,23 +62,10 @@ class MAE(Method):
         c = config
         self.backbone = build_vit_for(c.backbone, info)
         vit = self.backbone
-        self.decoder_embed = nn.Linear(vit.embed_dim, c.decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_dim))
-        pos = torch.cat([torch.zeros(1, c.decoder_dim), sincos_pos_embed_2d(c.decoder_dim, vit.grid)])
-        self.register_buffer("decoder_pos_embed", pos[None], persistent=False)  # (1, 1 + L, d): cls first
-        self.decoder_blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                c.decoder_dim, c.decoder_heads, 4 * c.decoder_dim, 0.0, "gelu", batch_first=True, norm_first=True
-            )
-            for _ in range(c.decoder_depth)
-        )
-        self.decoder_norm = nn.LayerNorm(c.decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(c.decoder_dim, vit.config.patch_size**2 * info.channels)
-        nn.init.normal_(self.mask_token, std=0.02)
-        for m in [self.decoder_embed, self.decoder_pred, *self.decoder_blocks.modules()]:
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.decoder = MaskedDecoder(
+            vit.embed_dim, c.decoder_dim, c.decoder_depth, c.decoder_heads, vit.grid,
+            vit.config.patch_size**2 * info.channels,
+        )  # fmt: skip
 
     def pretext(self) -> MaskedView:
         return MaskedView(View(self.config.view, self.info), self.backbone.num_patches, self.config.mask_ratio)
@@ -91,15 +78,7 @@ class MAE(Method):
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Predict every patch: ``(B, 1 + L_keep, D), (B, L) -> (B, L, p * p * C)``."""
-        x = self.decoder_embed(latent)  # (B, 1 + L_keep, d)
-        b, n_keep, d = x.shape[0], x.shape[1] - 1, x.shape[2]
-        masked = self.mask_token.expand(b, ids_restore.shape[1] - n_keep, -1)  # (B, L - L_keep, d)
-        patches = torch.cat([x[:, 1:], masked], dim=1)  # kept first, then masked
-        patches = patches.gather(1, ids_restore[..., None].expand(-1, -1, d))  # un-shuffle: (B, L, d)
-        x = torch.cat([x[:, :1], patches], dim=1) + self.decoder_pos_embed  # (B, 1 + L, d)
-        for block in self.decoder_blocks:
-            x = block(x)
-        return self.decoder_pred(self.decoder_norm(x))[:, 1:]  # drop the class token: (B, L, p*p*C)
+        return self.decoder(latent, ids_restore)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> MethodOutput:
         images = batch["image"]

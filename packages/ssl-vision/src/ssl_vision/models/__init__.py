@@ -1,7 +1,8 @@
 """Backbones and heads."""
 
+from ssl_vision.models.decoder import MaskedDecoder
 from ssl_vision.models.heads import DINOHead, projection_mlp
 from ssl_vision.models.resnet import ResNet, ResNetConfig
 from ssl_vision.models.vit import ViT, ViTConfig
 
-__all__ = ["DINOHead", "ResNet", "ResNetConfig", "ViT", "ViTConfig", "projection_mlp"]
+__all__ = ["DINOHead", "MaskedDecoder", "ResNet", "ResNetConfig", "ViT", "ViTConfig", "projection_mlp"]
