@@ -9,7 +9,9 @@ JSON-lines results file, and ``table`` renders the latest record of each recipe:
     uv run python benchmarks/defaults.py run --modality vision                  # every vision recipe
     uv run python benchmarks/defaults.py run --modality vision vicreg byol      # some of them
     uv run python benchmarks/defaults.py run --modality graph --data mutag cuneiform --rescore svm_rbf
+    uv run python benchmarks/defaults.py run --modality vision sla --tag ce --set method.mode=ce   # a variant
     uv run python benchmarks/defaults.py table --modality vision                # markdown, from the results
+    uv run python benchmarks/defaults.py table --modality vision sla mfm        # the rows of some recipes
 
 The table's columns follow the probes the recipes ran: kNN and linear top-1 (vision, text) or the
 cross-validated accuracy (graph), each beside the untrained network and the raw input. ``--rescore
@@ -82,11 +84,13 @@ def run_one(
     data: str | None = None,
     rescore_with: str | None = None,
     smoke: bool = False,
+    tag: str | None = None,
 ) -> dict:
     """Pretrain ``<modality>/<recipe>`` with its defaults (plus ``settings``, ``KEY=VALUE`` as ``--set`` takes;
     ``data``: ``data.name``) in a child process; append and return its record. ``smoke`` records a check
-    of the harness itself, kept out of the table."""
-    out = runs / modality / (recipe if data is None else f"{recipe}-{data}")
+    of the harness itself, kept out of the table; ``tag`` names a variant of the recipe (its settings), which
+    gets a folder and a table row of its own."""
+    out = runs / modality / "-".join(x for x in (recipe, data, tag) if x)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: move it away (or pass another --runs) so the run starts fresh")
     sets = [*([f"data.name={data}"] if data else []), "train.progress=false", *settings]
@@ -106,6 +110,7 @@ def run_one(
         "modality": modality,
         "recipe": recipe,
         "data": data,
+        "tag": tag,
         "settings": list(settings),
         "smoke": smoke,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -160,14 +165,15 @@ def _columns(metrics: dict) -> tuple[list[str], list[str]]:
     return extra_rows, extra_cols
 
 
-def render(records: list[dict], modality: str) -> str:
-    """The markdown table of the latest non-smoke record of each (recipe, data) of ``modality``, in the
-    order the recipes first appear. Baseline rows beyond the raw input (``DataBundle.extra_baselines``) get a
-    column each, and each extra probe (``DataBundle.extra_probes``) a column ``pretrained / untrained / raw``."""
+def render(records: list[dict], modality: str, only: Sequence[str] = ()) -> str:
+    """The markdown table of the latest non-smoke record of each (recipe, data, tag) of ``modality`` (of the
+    recipes ``only`` names, if any), in the order the recipes first appear. Baseline rows beyond the raw input
+    (``DataBundle.extra_baselines``) get a column each, and each extra probe (``DataBundle.extra_probes``) and
+    head score (``Method.head_scores``) a column ``pretrained / untrained / raw``."""
     latest: dict[tuple, dict] = {}
     for r in records:
-        if r.get("modality", "vision") == modality and not r.get("smoke"):
-            latest[(r["recipe"], r.get("data"))] = r
+        if r.get("modality", "vision") == modality and not r.get("smoke") and (not only or r["recipe"] in only):
+            latest[(r["recipe"], r.get("data"), r.get("tag"))] = r
     extra_rows: dict[str, None] = {}
     extra_cols: dict[str, None] = {}
     for r in latest.values():
@@ -175,9 +181,10 @@ def render(records: list[dict], modality: str) -> str:
         extra_rows.update(dict.fromkeys(rows_))
         extra_cols.update(dict.fromkeys(cols_))
     rows = []
-    for (recipe, data), r in latest.items():
+    for (recipe, data, tag), r in latest.items():
         m = r["metrics"]
-        cells = [f"{modality}/{recipe}" + (f" ({data})" if data else ""), f"{r['steps']}", length(r),
+        name = f"{modality}/{recipe}" + (f" ({data})" if data else "") + (f" [{tag}]" if tag else "")
+        cells = [name, f"{r['steps']}", length(r),
                  f"{r['train_minutes']:.1f}", f"{r['wall_minutes']:.1f}", f"{r['samples_per_s']:,.0f}",
                  f"{r['peak_rss_gib']:.1f} GiB", _score(m["pretrained"]), _score(m["random_init"]),
                  _score(m["raw_input"]) if "raw_input" in m else "-"]  # fmt: skip
@@ -210,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings for every run")
     r.add_argument("--rescore", metavar="CLASSIFIER", help="also cross-validate with this classifier (svm_rbf, ...)")
     r.add_argument("--runs", type=Path, default=RUNS, help="folder of the run folders (default: runs/defaults)")
+    r.add_argument("--tag", help="name of this variant of the recipes (their --set), its own folder and table row")
     t = sub.add_parser("table", help="markdown table of the latest record of each recipe")
+    t.add_argument("recipes", nargs="*", metavar="RECIPE", help="only these recipes' rows (default: all)")
     for s in (r, t):
         s.add_argument("--modality", required=True)
         s.add_argument("--results", type=Path, default=RESULTS)
@@ -221,14 +230,15 @@ def main(argv: list[str] | None = None) -> None:
             p.error(f"unknown recipe {', '.join(unknown)}: choose from {', '.join(known)}")
         for data in a.data:
             for recipe in a.recipes or known:
-                rec = run_one(a.modality, recipe, a.runs, a.results, a.set, data, a.rescore)
+                rec = run_one(a.modality, recipe, a.runs, a.results, a.set, data, a.rescore, tag=a.tag)
                 print(f"  {rec['steps']} steps, {rec['train_minutes']:.1f} min training, {rec['wall_minutes']:.1f} "
                       f"min wall, {rec['peak_rss_gib']:.1f} GiB, {_score(rec['metrics']['pretrained'])}",
                       flush=True)  # fmt: skip
     else:
         if not a.results.exists():
             raise SystemExit(f"no results yet at {a.results}: run `defaults.py run --modality ...` first")
-        print(render([json.loads(line) for line in a.results.read_text().splitlines() if line.strip()], a.modality))
+        records = [json.loads(line) for line in a.results.read_text().splitlines() if line.strip()]
+        print(render(records, a.modality, a.recipes))
 
 
 if __name__ == "__main__":

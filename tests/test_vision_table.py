@@ -116,6 +116,9 @@ def test_default_runs_harness_records_a_run_and_tables_it(tmp_path):
     assert [r[0] for r in rows] == ["| vision/simclr", "| vision/byol"]  # first-seen order; smoke, text left out
     assert rows[0][1] == "234" and rows[0][2] == "the 3.5-min cap"  # the latest record of simclr
     assert d.render([real], "vision").splitlines()[2].split(" | ")[2] == "2 epochs"
+    # a tagged variant (its --set) is a row of its own; the table can be limited to some recipes
+    text = d.render([real, {**real, "tag": "ce"}, {**real, "recipe": "byol"}], "vision", ["simclr"])
+    assert [line.split(" | ")[0] for line in text.splitlines()[2:]] == ["| vision/simclr", "| vision/simclr [ce]"]
     cv = {**real, "metrics": {k: {"cv_top1": 0.8, "cv_std": 0.05} for k in ("pretrained", "random_init", "raw_input")}}
     assert "80.00 ± 5.00%" in d.render([cv], "vision") and "cross-val" in d.render([cv], "vision")
     # audio's second baseline row and its extra probe columns get columns of their own
