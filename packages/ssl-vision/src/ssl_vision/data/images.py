@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,9 @@ from ssl_core.data import DataBundle, LabeledSplit, stratified_split
 from ssl_core.errors import DataError
 from ssl_vision.data.arrays import is_npy_folder, load_npy_folder, read_npy_images
 from ssl_vision.data.idx import is_idx_folder, load_idx_folder
+
+if TYPE_CHECKING:
+    from ssl_vision.data.scenes import SceneConfig
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -40,7 +44,10 @@ DATASETS = {
     "a folder of MNIST-style IDX files also works",
     "npy": "--data PATH: a .npy file of images (N, H, W) / (N, C, H, W) / (N, H, W, C), or a folder with "
     "images.npy and optionally labels.npy, test_images.npy, test_labels.npy",
+    "scenes": "--set data.name=scenes: generated 56x56 scenes of 2-4 Fashion-MNIST objects with per-pixel labels, "
+    "a second viewpoint (homography), clean / styled domains (data.scene_items=image|pair|domains)",
 }
+SCENE_ITEMS = ("image", "pair", "domains")
 
 
 @dataclass
@@ -48,11 +55,14 @@ class VisionDataConfig:
     """Which images to load (``--set data.<name>=<value>``).
 
     Args:
-        name: ``auto`` (``path`` if given, else Fashion-MNIST, else scikit-learn digits), ``fashion_mnist``
-            or ``digits``.
+        name: ``auto`` (``path`` if given, else Fashion-MNIST, else scikit-learn digits), ``fashion_mnist``,
+            ``digits`` or ``scenes`` (generated scenes of Fashion-MNIST objects, :mod:`ssl_vision.data.scenes`;
+            the probes then see Fashion-MNIST images centred on a clean canvas).
         path: a folder of images (class subfolders give labels), of MNIST-style IDX files or of ``.npy``
             arrays (``images.npy`` [+ ``labels.npy``, ``test_images.npy``, ``test_labels.npy``]), or one
-            ``.npy`` file of unlabelled images.
+            ``.npy`` file of unlabelled images. With ``name=scenes``: the labelled object images the scenes
+            draw (at most 10 classes, read as 28x28 grayscale, light objects on a dark background) instead of
+            Fashion-MNIST.
         image_size: side of the square images (default: 28 for IDX and digits, 64 for image folders).
         channels: 1 (grayscale) or 3 (RGB); default: as stored (image folders: 3).
         test_fraction: share of each class held out as the probe test set when the data has no test split
@@ -60,7 +70,17 @@ class VisionDataConfig:
         max_train: use at most this many pretraining images (``None``: all); for smoke runs.
         train_labels: pretraining items carry their labels, ``{"image": (C, H, W) uint8, "label": int}``
             instead of the image alone: for recipes that train on labels as well (SLA, the multi-task recipe).
-        seed: seeds the held-out split and ``max_train`` subset.
+        seed: seeds the held-out split and ``max_train`` subset; with ``name=scenes``, the scenes.
+        scene_items: what a pretraining item of ``name=scenes`` is: ``image`` (a uint8 ``(1, S, S)`` scene, so
+            any image recipe trains on scenes), ``pair`` (``{"image", "view2", "homography", "valid2"}``: two
+            views of one layout, for cross-view recipes) or ``domains`` (``{"source": clean scene,
+            "source_labels": (S, S) int64, "target": styled scene of an independent layout}``).
+        scene_canvas: side ``S`` of the scene canvas (at least 28).
+        scenes_train: scenes per pretraining epoch (rendered on the fly, the same ones every epoch).
+        scene_style: ``clean`` (black background) or ``styled`` (textured background and pixel noise) for
+            ``image`` and ``pair`` items (``domains`` items carry one of each).
+        scene_min_objects, scene_max_objects: objects per scene.
+        scene_jitter: view 2's homography moves each canvas corner by up to this share of the canvas.
     """
 
     name: str = "auto"
@@ -71,12 +91,20 @@ class VisionDataConfig:
     max_train: int | None = None
     train_labels: bool = False
     seed: int = 0
+    scene_items: str = "image"
+    scene_canvas: int = 56
+    scenes_train: int = 20_000
+    scene_style: str = "clean"
+    scene_min_objects: int = 2
+    scene_max_objects: int = 4
+    scene_jitter: float = 0.12
 
     def __post_init__(self) -> None:
         from ssl_core.errors import ConfigError
 
-        if self.name not in ("auto", "fashion_mnist", "digits"):
-            raise ConfigError(f"data.name must be auto, fashion_mnist or digits, got {self.name!r}")
+        if self.name not in ("auto", "fashion_mnist", "digits", "scenes"):
+            raise ConfigError(f"data.name must be auto, fashion_mnist, digits or scenes, got {self.name!r}")
+        self._check_scenes()
         if self.channels not in (None, 1, 3):
             raise ConfigError(f"data.channels must be 1 or 3, got {self.channels}")
         if self.image_size is not None and self.image_size < 8:
@@ -85,6 +113,58 @@ class VisionDataConfig:
             raise ConfigError(f"data.test_fraction must lie in (0, 1), got {self.test_fraction}")
         if self.max_train is not None and self.max_train < 1:
             raise ConfigError(f"data.max_train must be positive, got {self.max_train}")
+
+    def _check_scenes(self) -> None:
+        from ssl_core.errors import ConfigError
+
+        if self.scene_items not in SCENE_ITEMS:
+            raise ConfigError(f"data.scene_items must be image, pair or domains, got {self.scene_items!r}")
+        if self.scene_style not in ("clean", "styled"):
+            raise ConfigError(f"data.scene_style must be clean or styled, got {self.scene_style!r}")
+        if self.name != "scenes":
+            if self.scene_items != "image":
+                raise ConfigError(
+                    f"data.scene_items={self.scene_items} needs generated scenes: set data.name=scenes "
+                    f"(data.name is {self.name})"
+                )
+            if self.scene_style != "clean":
+                raise ConfigError(
+                    f"data.scene_style={self.scene_style} applies to generated scenes only: set data.name=scenes"
+                )
+            return
+        if self.train_labels:
+            raise ConfigError(
+                "data.train_labels=true is not supported with data.name=scenes (a scene has several objects); "
+                "use data.name=fashion_mnist for recipes that train on labels"
+            )
+        if self.image_size is not None and self.image_size != self.scene_canvas:
+            raise ConfigError(
+                f"data.image_size={self.image_size} with data.name=scenes: set the canvas with "
+                f"data.scene_canvas instead (now {self.scene_canvas})"
+            )
+        if self.channels not in (None, 1):
+            raise ConfigError(
+                f"scenes are grayscale: data.channels must be 1 with data.name=scenes, got {self.channels}"
+            )
+        if self.scenes_train < 1:
+            raise ConfigError(f"data.scenes_train must be positive, got {self.scenes_train}")
+        try:
+            self.scene_config()
+        except ConfigError as e:
+            raise ConfigError(f"data.scene_*: {e}") from None
+
+    def scene_config(self) -> SceneConfig:
+        """The :class:`~ssl_vision.data.scenes.SceneConfig` of ``name=scenes`` (canvas, objects, jitter, seed)."""
+        from ssl_vision.data.scenes import SceneConfig
+
+        return SceneConfig(
+            canvas=self.scene_canvas,
+            min_objects=self.scene_min_objects,
+            max_objects=self.scene_max_objects,
+            homography_jitter=self.scene_jitter,
+            seed=self.seed,
+            objects=self.path,
+        )
 
 
 @dataclass
@@ -96,6 +176,7 @@ class ImageInfo:
         image_size: side of the square images.
         mean, std: per-channel statistics of the training images in [0, 1], used to normalise.
         num_classes: number of label classes (``None`` without labels).
+        scenes: with generated scenes (``data.name=scenes``), their configuration (``None`` otherwise).
     """
 
     channels: int
@@ -103,6 +184,7 @@ class ImageInfo:
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     num_classes: int | None = None
+    scenes: SceneConfig | None = None
 
 
 class ImageTensors(Dataset):
@@ -347,6 +429,10 @@ def load_image_folder(cfg: VisionDataConfig) -> DataBundle:
 
 def load_data(cfg: VisionDataConfig) -> DataBundle:
     """Load the images ``cfg`` names (see :class:`VisionDataConfig`)."""
+    if cfg.name == "scenes":
+        from ssl_vision.data.scenes import load_scenes
+
+        return load_scenes(cfg)
     if cfg.path is not None:
         root = Path(cfg.path).expanduser()
         if not root.exists():
