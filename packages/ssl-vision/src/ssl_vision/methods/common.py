@@ -11,6 +11,7 @@ from ssl_core.errors import ConfigError
 from ssl_core.method import BackboneSpec
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.models.resnet import ResNet, ResNetConfig
+from ssl_vision.models.rope import RoPEViT, RoPEViTConfig
 from ssl_vision.models.vit import ViT, ViTConfig
 
 
@@ -27,19 +28,22 @@ def build_backbone(config: ResNetConfig, info: ImageInfo, vit: ViTConfig | None 
     return ResNet(dataclasses.replace(config, in_channels=info.channels))
 
 
-def build_vit_for(config: ViTConfig, info: ImageInfo) -> ViT:
-    """A ViT for these images (see :func:`build_backbone`)."""
+def build_vit_for(config: ViTConfig, info: ImageInfo) -> ViT | RoPEViT:
+    """A ViT for these images (see :func:`build_backbone`): a :class:`~ssl_vision.models.rope.RoPEViT` for a
+    :class:`~ssl_vision.models.rope.RoPEViTConfig`, else a :class:`ViT`."""
     for key, have in (("in_channels", info.channels), ("image_size", info.image_size)):
         want = getattr(config, key)
         if want is not None and want != have:
             raise ConfigError(f"the ViT's {key}={want}, but the images have {have}")
-    return ViT(dataclasses.replace(config, in_channels=info.channels, image_size=info.image_size))
+    cls = RoPEViT if isinstance(config, RoPEViTConfig) else ViT
+    return cls(dataclasses.replace(config, in_channels=info.channels, image_size=info.image_size))
 
 
-def backbone_spec(backbone: ResNet | ViT, info: ImageInfo) -> BackboneSpec:
+def backbone_spec(backbone: ResNet | ViT | RoPEViT, info: ImageInfo) -> BackboneSpec:
     """The export description of a backbone and of the inputs it expects."""
+    names = {ViT: "vit", RoPEViT: "vit_rope", ResNet: "resnet"}
     return BackboneSpec(
-        name="vit" if isinstance(backbone, ViT) else "resnet",
+        name=names[type(backbone)],
         config=dataclasses.asdict(backbone.config),
         embed_dim=backbone.embed_dim,
         input={

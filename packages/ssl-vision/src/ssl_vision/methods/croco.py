@@ -22,7 +22,6 @@ consistent: the two views swap roles with probability ``swap_prob``, and one hor
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,6 @@ from ssl_vision.models.rope import (
     grid_positions,
     init_transformer_weights,
     rope_2d_tables,
-    rope_vit_for,
 )
 from ssl_vision.models.vit import ViT, ViTConfig, patchify, sincos_pos_embed_2d
 
@@ -225,7 +223,7 @@ class CroCo(Method):
         self.config, self.info = config, info
         c = config
         self.rope = isinstance(c.backbone, RoPEViTConfig)
-        self.backbone: ViT | RoPEViT = rope_vit_for(c.backbone, info) if self.rope else build_vit_for(c.backbone, info)
+        self.backbone: ViT | RoPEViT = build_vit_for(c.backbone, info)
         vit = self.backbone
         self.decoder = CrossViewDecoder(
             vit.embed_dim, c.decoder_dim, c.decoder_depth, c.decoder_heads, vit.grid,
@@ -259,5 +257,4 @@ class CroCo(Method):
         return MethodOutput(loss, {})
 
     def backbone_spec(self) -> BackboneSpec:
-        spec = backbone_spec(self.backbone, self.info)  # the ViT's spec (its type test names others "resnet")
-        return dataclasses.replace(spec, name="vit_rope" if self.rope else "vit")
+        return backbone_spec(self.backbone, self.info)

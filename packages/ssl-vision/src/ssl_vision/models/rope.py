@@ -20,7 +20,6 @@ cross-attention to a second token set, MLP).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -322,13 +321,3 @@ class RoPEViT(nn.Module):
 def build_vit_rope(config: dict[str, Any]) -> nn.Module:
     """Registry builder (backbone name ``vit_rope``): a :class:`RoPEViT` from the ``config`` dict of an export."""
     return RoPEViT(RoPEViTConfig(**config))
-
-
-def rope_vit_for(config: RoPEViTConfig, info: Any) -> RoPEViT:
-    """A :class:`RoPEViT` for these images: input channels and size follow the data (``info``: an ``ImageInfo``)
-    unless the configuration fixes them, and then they must agree."""
-    for key, have in (("in_channels", info.channels), ("image_size", info.image_size)):
-        want = getattr(config, key)
-        if want is not None and want != have:
-            raise ConfigError(f"the ViT's {key}={want}, but the images have {have}")
-    return RoPEViT(dataclasses.replace(config, in_channels=info.channels, image_size=info.image_size))
