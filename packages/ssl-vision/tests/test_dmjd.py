@@ -10,7 +10,7 @@ from skimage.feature._hog import _hog_channel_gradient
 
 from ssl_core.errors import ConfigError
 from ssl_core.masking import disjoint_masks
-from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch, torch_threads, without_gradient
+from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch, without_gradient
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.dmjd import DMJD, DMJDConfig, dmjd_loss, visible_distillation_loss
 from ssl_vision.models import ViTConfig
@@ -20,13 +20,6 @@ from ssl_vision.transforms.hog import hog_cell_histograms, hog_patch_targets
 INFO = ImageInfo(channels=1, image_size=16, mean=[0.3], std=[0.4])
 # the tiny setting: one ViT-tiny block on 16x16 images (4-pixel patches, 16 of them), a one-block 16-d decoder
 TINY = dict(backbone=ViTConfig(depth=1), decoder_dim=16, decoder_depth=1, decoder_heads=2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads contend and run several times slower."""
-    with torch_threads(1):
-        yield
 
 
 def tiny(**kw):

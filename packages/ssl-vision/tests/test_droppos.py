@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.errors import ConfigError
-from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch, torch_threads, without_gradient
+from ssl_core.testing import begin_step, fit_fixed_batch, pretext_batch, without_gradient
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.droppos import (
     DropPos,
@@ -25,12 +25,6 @@ from ssl_vision.models.vit import ViT
 INFO = ImageInfo(channels=1, image_size=16, mean=[0.5], std=[0.5])
 # the TINY configuration: one encoder block, 16 patches of a 16x16 image, 4 visible, 3 of them without position
 TINY = dict(backbone=ViTConfig(depth=1, patch_size=4), decoder_dim=16, decoder_depth=1, decoder_heads=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 def images(n=8, size=16, seed=0):

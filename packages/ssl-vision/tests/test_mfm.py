@@ -31,15 +31,6 @@ S, K = 16, 5  # 16x16 scenes, 4x4 tokens of 4-pixel patches; background + 4 clas
 TINY = dict(backbone=ViTConfig(patch_size=4, depth=1), decoder_hidden=16, pseudo_threshold=0.2, head_scenes=6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the tiny models gain nothing from two, and lose much on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scene_info() -> ImageInfo:
     """Scene data's info (the loader sets ``scenes``; any non-None value marks scene data here)."""
     info = ImageInfo(channels=1, image_size=S, mean=[0.3], std=[0.25], num_classes=K - 1)

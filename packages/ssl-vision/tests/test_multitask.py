@@ -8,18 +8,12 @@ import torch.nn.functional as F
 from ssl_core.data import LabeledSplit
 from ssl_core.errors import ConfigError
 from ssl_core.losses import MultiTaskLoss
-from ssl_core.testing import fit_fixed_batch, pretext_batch, torch_threads, without_gradient
+from ssl_core.testing import fit_fixed_batch, pretext_batch, without_gradient
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.multitask import MultiTask, MultiTaskConfig
 from ssl_vision.models.vit import ViTConfig
 
 INFO = ImageInfo(channels=1, image_size=16, mean=[0.5], std=[0.5], num_classes=3)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 def tiny_config(**kw):

@@ -6,18 +6,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import jaccard_score
 
-from ssl_core.testing import torch_threads
 from ssl_vision.models import ResNetConfig, ViTConfig
 from ssl_vision.models.resnet import ResNet
 from ssl_vision.models.vit import ViT
 from ssl_vision.probes import dense_features, linear_segmentation_miou, mean_iou, scene_segmentation_probe
 from ssl_vision.probes.segmentation import raw_patch_features, sample_pixel_features
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
 
 
 def naive_miou(pred, target, num_classes, ignore=255):
