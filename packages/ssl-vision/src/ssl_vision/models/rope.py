@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_core.errors import ConfigError
-from ssl_vision.models.vit import ViTConfig
+from ssl_vision.models.vit import PatchStem, ViTConfig
 
 
 @dataclass
@@ -243,7 +243,7 @@ def init_transformer_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class RoPEViT(nn.Module):
+class RoPEViT(PatchStem):
     """Vision Transformer with 2-D RoPE in every block instead of added position embeddings.
 
     The interface of :class:`~ssl_vision.models.vit.ViT`, except that :meth:`encode` takes the tokens'
@@ -261,28 +261,13 @@ class RoPEViT(nn.Module):
     """
 
     def __init__(self, config: RoPEViTConfig) -> None:
-        super().__init__()
-        if config.image_size is None or config.in_channels is None:
-            raise ValueError("RoPEViTConfig.image_size and in_channels must be set to build a RoPEViT")
-        self.config = config
-        dim, p = config.dim, config.patch_size
-        self.embed_dim = dim
-        self.grid = config.image_size // p
-        self.num_patches = self.grid**2
-        self.patch_proj = nn.Conv2d(config.in_channels, dim, p, stride=p)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        super().__init__(config)
+        dim = config.dim
         self.register_buffer("positions", grid_positions(self.grid), persistent=False)  # (N, 2)
         self.blocks = nn.ModuleList(Block(dim, config.heads, config.mlp_ratio) for _ in range(config.num_blocks))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_transformer_weights(self)
-        w = self.patch_proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.patch_proj.bias)
-        nn.init.normal_(self.cls_token, std=0.02)
-
-    def patch_embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens, ``(B, N, dim)`` (no positions are added: the blocks rotate by them)."""
-        return self.patch_proj(images).flatten(2).transpose(1, 2)
+        self.init_stem()
 
     def grid_positions(self, grid: int) -> torch.Tensor:
         """Positions of a ``grid`` x ``grid`` patch grid, ``(grid^2, 2)``: the model's own grid, or a smaller
@@ -309,13 +294,6 @@ class RoPEViT(nn.Module):
         smaller than the configured size (a multiple of the patch size) are accepted."""
         tokens = self.patch_embed(images)
         return self.encode(tokens, self.grid_positions(images.shape[-1] // self.config.patch_size))
-
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """The embedding of :meth:`forward` from the output tokens of :meth:`encode`."""
-        return features[:, 0] if self.config.pool == "cls" else features[:, 1:].mean(dim=1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.forward_features(images))  # (B, dim)
 
 
 def build_vit_rope(config: dict[str, Any]) -> nn.Module:

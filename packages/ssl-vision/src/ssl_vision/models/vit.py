@@ -103,6 +103,50 @@ def sincos_pos_embed_2d(dim: int, grid: int, span: int | None = None) -> torch.T
     return torch.cat([encode(rows), encode(cols)], dim=1).float()
 
 
+class PatchStem(nn.Module):
+    """What every ViT of this package starts with: the patch grid of its configuration, a patch projection (a
+    strided convolution) and a class token, initialised as MAE does (the projection like a linear layer, the class
+    token small), and the pooling of its output tokens. :class:`ViT` adds sine-cosine positions and torch's blocks,
+    :class:`~ssl_vision.models.rope.RoPEViT` rotary positions and its own blocks.
+
+    Args:
+        config: the shape; ``image_size`` and ``in_channels`` must be set.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        if config.image_size is None or config.in_channels is None:
+            raise ValueError(f"{type(config).__name__}.image_size and in_channels must be set to build a ViT")
+        self.config = config
+        dim, p = config.dim, config.patch_size
+        self.embed_dim = dim
+        self.grid = config.image_size // p
+        self.num_patches = self.grid**2
+        self.patch_proj = nn.Conv2d(config.in_channels, dim, p, stride=p)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def init_stem(self) -> None:
+        """MAE's initialisation of the projection (xavier-uniform as a linear layer) and the class token."""
+        w = self.patch_proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_proj.bias)
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def patch_embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch tokens without positions, ``(B, N, dim)``."""
+        return self.patch_proj(images).flatten(2).transpose(1, 2)  # (B, dim, g, g) -> (B, N, dim)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """The embedding of :meth:`forward` from the output tokens of ``encode``."""
+        return features[:, 0] if self.config.pool == "cls" else features[:, 1:].mean(dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward_features(images))  # (B, dim)
+
+
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut images into flattened patches, the pixel targets of MAE and SimMIM.
 
@@ -129,7 +173,7 @@ def unpatchify(patches: torch.Tensor, patch_size: int, channels: int) -> torch.T
     return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, g * p, g * p)
 
 
-class ViT(nn.Module):
+class ViT(PatchStem):
     """Vision Transformer feature extractor.
 
     Args:
@@ -144,16 +188,8 @@ class ViT(nn.Module):
     """
 
     def __init__(self, config: ViTConfig) -> None:
-        super().__init__()
-        if config.image_size is None or config.in_channels is None:
-            raise ValueError("ViTConfig.image_size and in_channels must be set to build a ViT")
-        self.config = config
-        dim, p = config.dim, config.patch_size
-        self.embed_dim = dim
-        self.grid = config.image_size // p
-        self.num_patches = self.grid**2
-        self.patch_proj = nn.Conv2d(config.in_channels, dim, p, stride=p)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        super().__init__(config)
+        dim = config.dim
         self.register_buffer("pos_embed", sincos_pos_embed_2d(dim, self.grid)[None], persistent=False)  # (1, N, D)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(
@@ -172,10 +208,7 @@ class ViT(nn.Module):
 
     def _init_weights(self) -> None:
         # MAE's initialisation: the patch projection like a linear layer, xavier-uniform linears, small class token
-        w = self.patch_proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.patch_proj.bias)
-        nn.init.normal_(self.cls_token, std=0.02)
+        self.init_stem()
         for m in self.blocks.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -184,10 +217,6 @@ class ViT(nn.Module):
             elif isinstance(m, nn.MultiheadAttention):
                 nn.init.xavier_uniform_(m.in_proj_weight)
                 nn.init.zeros_(m.in_proj_bias)
-
-    def patch_embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch tokens without position embeddings, ``(B, N, dim)``."""
-        return self.patch_proj(images).flatten(2).transpose(1, 2)  # (B, dim, g, g) -> (B, N, dim)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Prepend the class token to position-embedded patch tokens (all or a subset) and run the blocks."""
@@ -208,10 +237,3 @@ class ViT(nn.Module):
         Images smaller than the configured size (a multiple of the patch size) are accepted."""
         tokens = self.patch_embed(images)  # (B, N, dim)
         return self.encode(tokens + self.position_embedding(images.shape[-1] // self.config.patch_size))
-
-    def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """The embedding of :meth:`forward` from the output tokens of :meth:`encode`."""
-        return features[:, 0] if self.config.pool == "cls" else features[:, 1:].mean(dim=1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.forward_features(images))  # (B, dim)
