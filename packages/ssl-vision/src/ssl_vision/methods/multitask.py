@@ -27,12 +27,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ssl_core.errors import ConfigError
+from ssl_core.eval import embed_inputs
 from ssl_core.losses import MultiTaskLoss, masked_l1, nt_xent
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_core.train.data import to_device
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.common import backbone_spec, build_vit_for
 from ssl_vision.models.heads import projection_mlp
@@ -196,14 +195,11 @@ class MultiTask(Method):
         split = bundle.probe_test
         if name is None or split is None or not len(split.labels):
             return {}
-        loader = DataLoader(split.inputs, batch_size=512, shuffle=False, collate_fn=bundle.collate_fn)
-        hits, start = 0, 0
-        for inputs in loader:
-            x = to_device(inputs, device)
-            y = split.labels[start : start + len(x)].to(device)
-            start += len(x)
-            hits += int((self.classifier(self.backbone.forward_features(x)[:, 0]).argmax(1) == y).sum())
-        return {name: hits / start}
+        logits = embed_inputs(
+            lambda x: self.classifier(self.backbone.forward_features(x)[:, 0]),
+            split.inputs, device=device, collate_fn=bundle.collate_fn,
+        )  # fmt: skip
+        return {name: int((logits.argmax(1) == split.labels).sum()) / len(split.labels)}
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)

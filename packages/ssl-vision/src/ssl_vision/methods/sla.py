@@ -19,12 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ssl_core.errors import ConfigError
+from ssl_core.eval import embed_inputs
 from ssl_core.losses import sla_aggregate, sla_joint_labels, sla_self_distillation
 from ssl_core.method import BackboneSpec, Method, MethodOutput
-from ssl_core.train.data import to_device
 from ssl_vision.data.images import ImageInfo
 from ssl_vision.methods.common import backbone_spec, build_backbone
 from ssl_vision.models.resnet import ResNetConfig
@@ -93,18 +92,6 @@ def _num_classes(info: ImageInfo) -> int:
     return int(info.num_classes)
 
 
-def probe_test_batches(bundle: Any, device: torch.device, batch_size: int = 512):
-    """Yield ``(inputs, labels)`` batches of ``bundle.probe_test`` on ``device`` (for :meth:`Method.head_scores`)."""
-    split = bundle.probe_test
-    loader = DataLoader(split.inputs, batch_size=batch_size, shuffle=False, collate_fn=bundle.collate_fn)
-    start = 0
-    for inputs in loader:
-        x = to_device(inputs, device)
-        n = len(x)
-        yield x, split.labels[start : start + n].to(device)
-        start += n
-
-
 class SLA(Method):
     """SLA+SD: a joint (class x rotation) head, aggregated inference, a self-distilled single-pass head.
 
@@ -159,24 +146,23 @@ class SLA(Method):
         """Top-1 accuracies of the heads on ``bundle.probe_test``: ``sla_aggregated_top1`` (eq. 6),
         ``sla_single_top1`` (the joint head on the unrotated image, its rotation-0 entries),
         ``sla_distilled_top1`` (the self-distilled single-pass head); ``ce_top1`` in ``mode="ce"``."""
-        if bundle.probe_test is None or not len(bundle.probe_test.labels):
+        split = bundle.probe_test
+        if split is None or not len(split.labels):
             return {}
-        hits: dict[str, float] = {}
-        n = 0
-        for x, y in probe_test_batches(bundle, device):
-            n += len(y)
-            if self.config.mode == "ce":
-                scores = {"ce_top1": self.classifier(self.backbone(x))}
-            else:
+        if self.config.mode == "ce":
+            names = ("ce_top1",)
+            heads = lambda x: self.classifier(self.backbone(x))[:, None]  # noqa: E731  (B, 1, C)
+        else:
+            names = ("sla_aggregated_top1", "sla_single_top1", "sla_distilled_top1")
+
+            def heads(x: torch.Tensor) -> torch.Tensor:
                 joint, unrotated = self.joint_logits(x)
-                scores = {
-                    "sla_aggregated_top1": sla_aggregate(joint),
-                    "sla_single_top1": joint[:, 0].view(len(x), self.num_classes, N_ROTATIONS)[:, :, 0],
-                    "sla_distilled_top1": self.classifier(unrotated),
-                }
-            for k, s in scores.items():
-                hits[k] = hits.get(k, 0.0) + float((s.argmax(1) == y).sum())
-        return {k: v / n for k, v in hits.items()}
+                single = joint[:, 0].view(len(x), self.num_classes, N_ROTATIONS)[:, :, 0]
+                return torch.stack([sla_aggregate(joint), single, self.classifier(unrotated)], dim=1)  # (B, 3, C)
+
+        scores = embed_inputs(heads, split.inputs, device=device, collate_fn=bundle.collate_fn)  # (N, heads, C)
+        hits = (scores.argmax(2) == split.labels[:, None]).sum(0)
+        return {name: int(h) / len(split.labels) for name, h in zip(names, hits, strict=True)}
 
     def backbone_spec(self) -> BackboneSpec:
         return backbone_spec(self.backbone, self.info)
