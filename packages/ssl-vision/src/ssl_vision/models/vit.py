@@ -137,6 +137,7 @@ class PatchStem(nn.Module):
         return self.patch_proj(images).flatten(2).transpose(1, 2)  # (B, dim, g, g) -> (B, N, dim)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """All output tokens, ``(B, 1 + N, dim)``, class token first: each ViT adds its positions and blocks."""
         raise NotImplementedError
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
